@@ -1,0 +1,64 @@
+# hitl-pipeline. `make demo` runs the main job on the embedded defaults; `make test` runs the tests.
+# Both install what they need (venv, packages, Debian packages) and start/stop what they need.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TOOLS := .venv-tools
+APT_LISTS := $(wildcard deploy/apt-packages/*.txt)
+
+.PHONY: demo test bench up down lint venv apt tools model clean lock
+
+demo: venv apt model
+	$(BIN)/python -m hitl.demo
+
+test: venv apt tools model
+	$(BIN)/pytest -q
+
+bench: venv apt model
+	$(BIN)/python bench/bench_pipeline.py
+
+up: venv apt model
+	$(BIN)/hitl stack up
+
+down:
+	@if [ -x $(BIN)/hitl ]; then $(BIN)/hitl stack down; fi
+
+lint: venv
+	$(BIN)/ruff check shared services tests bench
+	$(BIN)/mypy shared services
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+# Debian packages listed under deploy/apt-packages/, installed only when missing.
+apt:
+	@missing=$$(cat $(APT_LISTS) /dev/null | grep -v '^#' | xargs -r -n1 | sort -u | while read -r p; do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || echo "$$p"; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+tools: $(TOOLS)/.installed
+
+$(TOOLS)/.installed: deploy/tools-requirements.txt
+	test -d $(TOOLS) || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q -r deploy/tools-requirements.txt
+	touch $@
+
+model:
+
+lock:
+	$(BIN)/pip freeze --exclude-editable | grep -v '^hitl-pipeline' > requirements.lock
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .run

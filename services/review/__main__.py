@@ -1,0 +1,28 @@
+"""``python -m services.review``: serve the review service on ``review_host:review_port``."""
+
+from __future__ import annotations
+
+import uvicorn
+from hitl import logs
+from hitl.settings import get_settings
+
+from services.review.app import create_app
+
+
+def main() -> None:
+    settings = get_settings()
+    logs.configure("review", settings.log_level)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.review_host,
+        port=settings.review_port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The Redis index of images: state per image, sampling counters, rejections, dead letters.
+
+Redis here is the fast lookup beside the durable records in S3. Every write is idempotent, because
+Celery and SQS deliver at least once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from typing import Any
+
+import redis
+
+from hitl.settings import Settings
+
+REJECTIONS_KEPT = 10_000
+
+# One atomic step: the image keeps the sequence number it got first, however often it is counted.
+_SEQUENCE_SCRIPT = """
+local seq = redis.call('HGET', KEYS[1], ARGV[1])
+if seq then return tonumber(seq) end
+seq = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], ARGV[1], seq)
+return seq
+"""
+
+
+@lru_cache(maxsize=8)
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+
+
+class ImageIndex:
+    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+        self.settings = settings
+        self.redis = client or connect(settings.redis_url)
+        self._sequence = self.redis.register_script(_SEQUENCE_SCRIPT)
+
+    def _image_key(self, image_id: str) -> str:
+        return self.settings.key("image", image_id)
+
+    def claim(self, image_id: str, uri: str, source: str) -> bool:
+        """Record a new submission; False when the image is already known (a duplicate)."""
+        key = self._image_key(image_id)
+        created = bool(self.redis.hsetnx(key, "state", "queued"))
+        if created:
+            self.redis.hset(key, mapping={"uri": uri, "source": source, "submitted_at": f"{time.time():.3f}"})
+            self.redis.zadd(self.settings.key("images"), {image_id: time.time()})
+        return created
+
+    def get(self, image_id: str) -> dict[str, str]:
+        return dict(self.redis.hgetall(self._image_key(image_id)))  # type: ignore[arg-type]
+
+    def update(self, image_id: str, **fields: str) -> None:
+        self.redis.hset(self._image_key(image_id), mapping=dict(fields))  # type: ignore[arg-type]
+
+    def find(self, prefix: str, limit: int = 5) -> list[str]:
+        """Image ids starting with ``prefix`` (for short ids typed by people)."""
+        if len(prefix) == 64:
+            return [prefix]
+        found = []
+        for member in self.redis.zscan_iter(self.settings.key("images"), match=f"{prefix}*", count=1000):
+            found.append(member[0])
+            if len(found) >= limit:
+                break
+        return found
+
+    def sample_sequence(self, epoch: str, image_id: str) -> int:
+        """1-based position of this image in the audit count that started at ``epoch``."""
+        keys = [self.settings.key("sampling", epoch, "seq"), self.settings.key("sampling", epoch, "count")]
+        return int(self._sequence(keys=keys, args=[image_id]))
+
+    def reject(self, image_id: str | None, uri: str, reason: str, detail: str, source: str) -> None:
+        entry = {
+            "image_id": image_id,
+            "uri": uri,
+            "reason": reason,
+            "detail": detail,
+            "source": source,
+            "at": time.time(),
+        }
+        pipe = self.redis.pipeline()
+        pipe.lpush(self.settings.key("rejections"), json.dumps(entry))
+        pipe.ltrim(self.settings.key("rejections"), 0, REJECTIONS_KEPT - 1)
+        pipe.hincrby(self.settings.key("rejections", "by_reason"), reason, 1)
+        if image_id:
+            pipe.hset(self._image_key(image_id), mapping={"state": "rejected", "reason": reason, "detail": detail})
+        pipe.execute()
+
+    def rejections(self, limit: int = 100) -> list[dict[str, Any]]:
+        raw = self.redis.lrange(self.settings.key("rejections"), 0, limit - 1)
+        return [json.loads(item) for item in raw]  # type: ignore[union-attr]
+
+    def rejection_counts(self) -> dict[str, int]:
+        raw = self.redis.hgetall(self.settings.key("rejections", "by_reason"))
+        return {str(k): int(v) for k, v in raw.items()}  # type: ignore[union-attr]

@@ -1,0 +1,239 @@
+"""``hitl``: submit images, follow them, tune runtime parameters, run the local stack."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from hitl.cli.review import review_app
+from hitl.settings import get_settings
+
+app = typer.Typer(help="hitl-pipeline: human-in-the-loop custom labels.", no_args_is_help=True)
+params_app = typer.Typer(help="Runtime parameters (SSM Parameter Store).", no_args_is_help=True)
+stack_app = typer.Typer(help="The local stack on loopback (embedded defaults).", no_args_is_help=True)
+app.add_typer(params_app, name="params")
+app.add_typer(review_app)
+app.add_typer(stack_app, name="stack")
+
+console = Console(stderr=True)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def _emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def _expand(targets: list[str]) -> list[str]:
+    """Files, directories (their image files, recursively) and s3:// prefixes, in order."""
+    found: list[str] = []
+    for target in targets:
+        path = Path(target)
+        if target.startswith("s3://"):
+            found.append(target)
+        elif path.is_dir():
+            found.extend(str(p) for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            found.append(target)
+    return found
+
+
+@app.command()
+def submit(
+    targets: Annotated[list[str], typer.Argument(help="FILE, DIR or s3://bucket/prefix (several allowed)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON result per image")] = False,
+) -> None:
+    """Submit images for detection. The same image submitted twice is recorded once."""
+    from hitl.submit import Client, Submission
+
+    client = Client()
+    items: list[str] = []
+    for entry in _expand(targets):
+        if entry.startswith("s3://"):
+            bucket = entry[5:].partition("/")[0]
+            if bucket != client.settings.bucket:
+                items.append(entry)  # rejected below, with its reason recorded
+            elif "/" in entry[5:] and not entry.endswith("/") and Path(entry).suffix.lower() in IMAGE_SUFFIXES:
+                items.append(entry)
+            else:
+                items.extend(client.list_s3(entry))
+        else:
+            items.append(entry)
+
+    results: list[Submission] = []
+    progress = Progress(
+        TextColumn("[bold]submitting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=len(items) < 5 or (not console.is_terminal and as_json),
+    )
+    with progress:
+        task = progress.add_task("submit", total=len(items))
+        for item in items:
+            if item.startswith("s3://"):
+                results.append(client.submit_s3_object(item, source="cli"))
+            else:
+                results.append(client.submit_file(Path(item), source="cli"))
+            progress.advance(task)
+
+    if as_json:
+        _emit_json([r.as_dict() for r in results])
+    else:
+        for r in results:
+            if r.outcome == "rejected":
+                console.print(f"[red]rejected[/] {r.name}: {r.reason} ({r.detail})")
+            else:
+                console.print(f"{r.outcome:9} {r.image_id}  {r.name}")
+        counts = {o: sum(r.outcome == o for r in results) for o in ("queued", "duplicate", "rejected")}
+        console.print(", ".join(f"{n} {o}" for o, n in counts.items()))
+    if any(r.outcome == "rejected" for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    image_id: Annotated[str, typer.Argument(help="image id (or a unique prefix of it)")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """What became of one image: detection, route, human loop."""
+    from hitl.adapters.records import RecordStore
+    from hitl.adapters.redis_index import ImageIndex
+
+    settings = get_settings()
+    index = ImageIndex(settings)
+    matches = index.find(image_id)
+    if len(matches) != 1:
+        console.print(f"[red]{'no image' if not matches else 'ambiguous id'}[/] {image_id}")
+        raise typer.Exit(2)
+    full_id = matches[0]
+    entry = index.get(full_id)
+    if not entry:
+        console.print(f"[red]no image[/] {image_id}")
+        raise typer.Exit(2)
+    record = RecordStore(settings).get(full_id) if entry.get("state") == "detected" else None
+    result: dict[str, Any] = {"image_id": full_id, **entry}
+    if record:
+        result["record"] = record.model_dump(mode="json")
+    if as_json:
+        _emit_json(result)
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in entry.items():
+        table.add_row(key, value)
+    if record:
+        for label in record.labels[:10]:
+            box = label.box_px
+            where = f" at ({box.left:.0f},{box.top:.0f},{box.width:.0f}x{box.height:.0f})" if box else ""
+            table.add_row("label", f"{label.label} {label.confidence:.1f}{where}")
+    console.print(f"[bold]{full_id}[/]")
+    Console().print(table)
+
+
+@params_app.command("get")
+def params_get(name: Annotated[str | None, typer.Argument()] = None) -> None:
+    """One parameter's value, or all of them."""
+    from hitl.params import SPECS, ParameterStore
+
+    store = ParameterStore()
+    names = [name] if name else sorted(SPECS)
+    for n in names:
+        try:
+            value = store.get_raw(n)
+        except ValueError as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(2) from exc
+        typer.echo(value if name else f"{n}={value}")
+
+
+@params_app.command("set")
+def params_set(name: str, value: str) -> None:
+    """Change a parameter; running services pick it up within their cache time."""
+    from hitl.params import ParameterStore
+
+    try:
+        ParameterStore().set(name, value)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    console.print(f"{name}={value}")
+
+
+@app.command()
+def rejections(limit: int = 20, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Recent rejected submissions and the counts by reason."""
+    from hitl.adapters.redis_index import ImageIndex
+
+    index = ImageIndex(get_settings())
+    counts, recent = index.rejection_counts(), index.rejections(limit)
+    if as_json:
+        _emit_json({"counts": counts, "recent": recent})
+        return
+    for reason, count in sorted(counts.items()):
+        typer.echo(f"{reason}: {count}")
+    for item in recent:
+        typer.echo(f"  {item['reason']:18} {item['uri']}  {item['detail']}")
+
+
+@app.command()
+def dlq(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Tasks moved to the Redis dead-letter lists, per queue."""
+    from hitl.adapters.redis_index import connect
+    from hitl.celery_app import QUEUES
+
+    settings = get_settings()
+    redis = connect(settings.redis_url)
+    data = {q: [json.loads(x) for x in redis.lrange(settings.key("dlq", q), 0, 99)] for q in QUEUES}  # type: ignore[union-attr]
+    if as_json:
+        _emit_json(data)
+        return
+    for queue, entries in data.items():
+        typer.echo(f"{queue}: {len(entries)}")
+        for entry in entries:
+            typer.echo(f"  {entry['task']} {json.dumps(entry.get('kwargs'))} after {entry['deliveries']} deliveries")
+
+
+@stack_app.command("up")
+def stack_up(wait: bool = True) -> None:
+    """Start the local stack in the background and write .run/stack.env."""
+    from hitl.stack.local import pipeline_services, up, wait_ready
+
+    settings = get_settings()
+    stack = up(settings, settings.run_dir)
+    if wait:
+        wait_ready(stack, [s.name for s in pipeline_services()])
+    console.print(f"stack up; run: source {stack.env_file}")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop exactly what `stack up` started."""
+    from hitl.stack.local import down
+
+    stopped = down(get_settings().run_dir)
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@stack_app.command("bootstrap")
+def stack_bootstrap() -> None:
+    """Create the bucket, queues, rule and parameters (idempotent; also on AWS)."""
+    from hitl.stack.bootstrap import bootstrap
+
+    _emit_json(bootstrap(get_settings()).__dict__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,166 @@
+"""Detect one submitted image: fetch, check, predict, route, record. Idempotent per image id."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+
+from hitl import aws, metrics
+from hitl.adapters.detection import DetectionBackend
+from hitl.adapters.records import RecordStore
+from hitl.adapters.redis_index import ImageIndex
+from hitl.domain.images import ImageRejected, check_size, content_id, decode
+from hitl.domain.records import (
+    DetectedLabel,
+    DetectionRecord,
+    Timings,
+    detection_id_for,
+)
+from hitl.domain.routing import RoutingPolicy, route
+from hitl.logs import get_logger
+from hitl.params import ParameterStore
+from hitl.settings import Settings
+
+log = get_logger("hitl.detect")
+
+DISPATCH_TASK = "hitl.dispatch.start_loop"
+
+
+@dataclass
+class DetectRequest:
+    image_id: str
+    uri: str
+    source: str = "api"
+    enqueued_at: float | None = None
+
+
+class Detector:
+    def __init__(
+        self,
+        settings: Settings,
+        backend: DetectionBackend,
+        params: ParameterStore,
+        celery: Celery,
+        index: ImageIndex | None = None,
+        records: RecordStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.params = params
+        self.celery = celery
+        self.index = index or ImageIndex(settings)
+        self.records = records or RecordStore(settings)
+        self.limits = settings.image_limits()
+
+    def run(self, request: DetectRequest) -> DetectionRecord | None:
+        bound = log.bind(image_id=request.image_id, uri=request.uri)
+        state = self.index.get(request.image_id).get("state")
+        if state in ("detected", "rejected"):
+            # A redelivered message: the work is done and recorded; doing it again would double count.
+            bound.info("detect_skipped_done", state=state)
+            return None
+        try:
+            return self._detect(request, bound)
+        except ImageRejected as rejection:
+            self.index.reject(request.image_id, request.uri, rejection.reason, rejection.detail, request.source)
+            metrics.IMAGES_REJECTED.labels(rejection.reason).inc()
+            bound.warning("image_rejected", reason=rejection.reason, detail=rejection.detail)
+            return None
+
+    def _fetch(self, uri: str) -> bytes:
+        bucket, key = aws.parse_s3_uri(uri)
+        if bucket != self.settings.bucket:
+            raise ImageRejected("wrong_bucket", f"{bucket} is not the configured bucket {self.settings.bucket}")
+        s3 = aws.client("s3")
+        try:
+            head = s3.head_object(Bucket=bucket, Key=key)
+        except s3.exceptions.ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                raise ImageRejected("not_found", f"{uri} does not exist") from exc
+            raise
+        check_size(int(head["ContentLength"]), self.limits)  # before downloading a huge object
+        data: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return data
+
+    def _detect(self, request: DetectRequest, bound: Any) -> DetectionRecord:
+        started = time.perf_counter()
+        data = self._fetch(request.uri)
+        fetched = time.perf_counter()
+        if content_id(data) != request.image_id:
+            raise ImageRejected("content_changed", "the object's bytes no longer match the submitted image id")
+        image = decode(data, self.limits)
+        decoded = time.perf_counter()
+        version, predictions = self.backend.detect(image, data, request.uri)
+        inferred = time.perf_counter()
+        metrics.INFERENCE_SECONDS.labels(self.backend.name).observe(inferred - decoded)
+
+        snapshot = self.params.snapshot()
+        policy = RoutingPolicy(
+            review_enabled=snapshot.review_enabled,
+            min_confidence=snapshot.min_confidence,
+            label_overrides=snapshot.label_overrides,
+            sampling_enabled=snapshot.sampling_enabled,
+            sampling_interval=snapshot.sampling_interval,
+        )
+        sample_seq = (
+            self.index.sample_sequence(snapshot.sampling_epoch, request.image_id)
+            if policy.review_enabled and policy.sampling_enabled
+            else None
+        )
+        decision = route(predictions, policy, sample_seq)
+        record = DetectionRecord(
+            detection_id=detection_id_for(request.image_id),
+            image_id=request.image_id,
+            image_uri=request.uri,
+            width=image.width,
+            height=image.height,
+            model_version=version,
+            backend=self.backend.name,
+            labels=[DetectedLabel.from_prediction(p, image.width, image.height) for p in predictions],
+            route=decision,
+            timings=Timings(
+                fetch_ms=(fetched - started) * 1000,
+                decode_ms=(decoded - fetched) * 1000,
+                inference_ms=(inferred - decoded) * 1000,
+                total_ms=(time.perf_counter() - started) * 1000,
+                queue_wait_ms=(time.time() - request.enqueued_at) * 1000 if request.enqueued_at else None,
+            ),
+            source=request.source,
+        )
+        record_uri = self.records.put(record)
+        if decision.review:
+            # Sent before the index says "detected": a crash in between redelivers and re-sends, and the
+            # dispatcher is idempotent; the other order could lose the review.
+            self.celery.send_task(
+                DISPATCH_TASK,
+                kwargs={"image_id": request.image_id, "detection_id": record.detection_id, "enqueued_at": time.time()},
+                queue="dispatch",
+            )
+        route_name = "+".join(decision.reasons) if decision.reasons else "none"
+        self.index.update(
+            request.image_id,
+            state="detected",
+            detection_id=record.detection_id,
+            model_version=version,
+            route=route_name,
+            top_confidence="" if record.top_confidence is None else f"{record.top_confidence:.2f}",
+            record_uri=record_uri,
+        )
+        metrics.DETECTIONS.labels(version, self.backend.name).inc()
+        metrics.DETECTION_CONFIDENCE.labels(version).observe(record.top_confidence or 0.0)
+        for label in record.labels:
+            metrics.DETECTED_LABELS.labels(label.label, version).inc()
+        metrics.ROUTE_DECISIONS.labels(route_name).inc()
+        bound.info(
+            "image_detected",
+            detection_id=record.detection_id,
+            model_version=version,
+            route=route_name,
+            labels=len(record.labels),
+            top_confidence=record.top_confidence,
+            total_ms=round(record.timings.total_ms, 1),
+        )
+        return record

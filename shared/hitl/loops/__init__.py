@@ -1,0 +1,1 @@
+"""Human loops end to end: dispatch, ingestion of status events, reconciliation, audits."""

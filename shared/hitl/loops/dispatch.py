@@ -1,0 +1,164 @@
+"""Start the human loop of a routed detection, exactly once in effect.
+
+The name comes from the detection id, so a redelivered task restarts nothing: the review service
+answers the same start with the same ARN, A2I answers ConflictException, and both mean "already
+started". Throttling and quota errors are retried with exponential backoff and jitter, a bounded
+number of times; the caller dead-letters what is still refused. One loop serves every reason of a
+detection: an audit sample that is also low-confidence reuses the low-confidence loop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from hitl import metrics
+from hitl.adapters.records import RecordStore
+from hitl.domain.records import DetectionRecord
+from hitl.logs import get_logger
+from hitl.loops import a2i
+from hitl.loops.names import loop_name_for
+from hitl.loops.registry import LoopRegistry
+from hitl.loops.status import LoopStatusWriter
+from hitl.settings import Settings
+
+log = get_logger("hitl.dispatch")
+
+Outcome = Literal["started", "already_started", "not_routed"]
+
+
+class RecordMissing(RuntimeError):
+    """The DetectionRecord is not (yet) in S3."""
+
+
+class DispatchExhausted(RuntimeError):
+    """StartHumanLoop stayed throttled or over quota for every allowed attempt."""
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    loop_name: str
+    outcome: Outcome
+
+
+def input_content(record: DetectionRecord, labels: list[str]) -> dict[str, Any]:
+    """The review service's InputContent (services/review/README.md): the image, the model's
+    prediction shown prefilled, the choices and why a human is asked; plus ids that make
+    output.json self-describing for ingestion."""
+    initial: list[dict[str, Any]] = []
+    for label in record.labels:
+        entry: dict[str, Any] = {"label": label.label, "confidence": round(label.confidence, 2)}
+        if label.box_px is not None:
+            entry.update(
+                left=round(label.box_px.left),
+                top=round(label.box_px.top),
+                width=round(label.box_px.width),
+                height=round(label.box_px.height),
+            )
+        initial.append(entry)
+    content: dict[str, Any] = {
+        "taskObject": record.image_uri,
+        "initialValue": initial,
+        "routeReason": record.route.reasons[0] if record.route.reasons else "low_confidence",
+        "routeReasons": list(record.route.reasons),
+        "imageId": record.image_id,
+        "detectionId": record.detection_id,
+        "modelVersion": record.model_version,
+    }
+    if labels:
+        content["labels"] = labels
+    return content
+
+
+def _throttled(exc: BaseException) -> bool:
+    return a2i.error_code(exc) in a2i.THROTTLING_ERRORS
+
+
+def _count_throttle(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    metrics.LOOP_THROTTLES.labels(a2i.error_code(exc) if exc else "unknown").inc()
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        client: Any = None,
+        records: RecordStore | None = None,
+        registry: LoopRegistry | None = None,
+        status: LoopStatusWriter | None = None,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.records = records or RecordStore(settings)
+        self.registry = registry or LoopRegistry(settings)
+        self.status = status or LoopStatusWriter(settings, records=self.records)
+
+    def labels_for(self, record: DetectionRecord) -> list[str]:
+        if self.settings.loop_labels:
+            return list(self.settings.loop_labels)
+        return list(dict.fromkeys(label.label for label in record.labels))
+
+    def dispatch(self, image_id: str, detection_id: str, attempt: int = 0) -> DispatchResult:
+        name = loop_name_for(detection_id, attempt)
+        bound = log.bind(image_id=image_id, detection_id=detection_id, loop_name=name)
+        record = self.records.get(image_id)
+        if record is None:
+            raise RecordMissing(f"no DetectionRecord for {image_id}")
+        if not record.route.review:
+            bound.warning("dispatch_not_routed")
+            return DispatchResult(name, "not_routed")
+        known = self.registry.get(name)
+        if known is not None and known.started_at is not None:
+            # A redelivered task: the loop exists and is registered; nothing to call.
+            bound.info("loop_already_started", status=known.status)
+            return DispatchResult(name, "already_started")
+
+        content = input_content(record, self.labels_for(record))
+        already = self._start(name, content, bound)
+        first = self.registry.register(
+            name, image_id, detection_id, list(record.route.reasons), record.model_version, attempt
+        )
+        if first:
+            for reason in record.route.reasons:
+                metrics.LOOPS_STARTED.labels(reason).inc()
+        self.status.update(image_id, name, "InProgress")
+        outcome: Outcome = "started" if first and not already else "already_started"
+        bound.info("loop_dispatched", outcome=outcome, reasons=record.route.reasons, attempt=attempt)
+        return DispatchResult(name, outcome)
+
+    def _start(self, name: str, content: dict[str, Any], bound: Any) -> bool:
+        """StartHumanLoop with the throttling policy; True when the loop already existed."""
+        client = self.client or a2i.client()
+        retrying = Retrying(
+            retry=retry_if_exception(_throttled),
+            wait=wait_exponential_jitter(
+                initial=self.settings.dispatch_backoff_initial, max=self.settings.dispatch_backoff_max
+            ),
+            stop=stop_after_attempt(self.settings.dispatch_max_attempts),
+            before_sleep=_count_throttle,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    client.start_human_loop(
+                        HumanLoopName=name,
+                        FlowDefinitionArn=self.settings.flow_definition_arn,
+                        HumanLoopInput={"InputContent": json.dumps(content, separators=(",", ":"), sort_keys=True)},
+                    )
+        except ClientError as exc:
+            code = a2i.error_code(exc)
+            if code == "ConflictException":
+                metrics.LOOP_CONFLICTS.inc()
+                bound.info("loop_conflict_already_started")
+                return True
+            if code in a2i.THROTTLING_ERRORS:
+                metrics.LOOP_THROTTLES.labels(code or "unknown").inc()
+                raise DispatchExhausted(f"{code} after {self.settings.dispatch_max_attempts} attempts") from exc
+            raise
+        return False

@@ -1,0 +1,1 @@
+"""The embedded, trainable custom-labels model and its S3 registry."""

@@ -1,0 +1,95 @@
+"""The frozen ImageNet MobileNetV2 feature extractor, run by onnxruntime.
+
+The ONNX file (``assets/mobilenet_v2_features.onnx``, built by ``deploy/model/export_backbone.py``)
+takes float32 N×3×H×W pixels in 0–255 and returns three maps: ``s16`` (96 channels, stride 16),
+``s32`` (320 channels, stride 32) and ``emb`` (1280 channels, stride 32).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+DEFAULT_ONNX = Path(__file__).resolve().parent / "assets" / "mobilenet_v2_features.onnx"
+# The ImageNet mean colour: padding with it reads as zero after the graph's normalisation.
+PAD_VALUE = (124.0, 116.0, 104.0)
+STRIDE = 32
+
+
+@dataclass(frozen=True)
+class FeatureMaps:
+    s16: np.ndarray  # C16×H/16×W/16
+    s32: np.ndarray  # C32×H/32×W/32
+    scale: float  # resized size / original size
+    height: int  # of the resized (unpadded) image
+    width: int
+
+
+class Backbone:
+    """One onnxruntime session; ``run`` is safe to call from several threads."""
+
+    def __init__(self, path: Path = DEFAULT_ONNX, threads: int = 0) -> None:
+        if not path.exists():
+            raise FileNotFoundError(f"backbone ONNX file missing: {path} (see deploy/model/export_backbone.py)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def maps(self, image: np.ndarray, long_side: int) -> FeatureMaps:
+        """Resize so the long side is ``long_side``, pad to a multiple of 32, run the backbone."""
+        height, width = image.shape[:2]
+        scale = long_side / max(height, width)
+        rh, rw = max(1, round(height * scale)), max(1, round(width * scale))
+        batch = _to_batch([_resize(image, rw, rh)], _ceil(rh), _ceil(rw))
+        s16, s32 = self._session.run(["s16", "s32"], {"pixels": batch})
+        return FeatureMaps(s16=s16[0], s32=s32[0], scale=scale, height=rh, width=rw)
+
+    def embed(self, images: list[np.ndarray], size: int, batch_size: int = 32) -> np.ndarray:
+        """Global image embeddings (N×(1280+320+96)): each map averaged over the image, for image labels."""
+        out = []
+        for start in range(0, len(images), batch_size):
+            chunk = [_resize(im, size, size) for im in images[start : start + batch_size]]
+            s16, s32, emb = self._session.run(["s16", "s32", "emb"], {"pixels": _to_batch(chunk, size, size)})
+            out.append(np.concatenate([emb.mean(axis=(2, 3)), s32.mean(axis=(2, 3)), s16.mean(axis=(2, 3))], axis=1))
+        return np.concatenate(out, axis=0) if out else np.zeros((0, 1280 + 320 + 96), np.float32)
+
+
+def _ceil(n: int) -> int:
+    return -(-n // STRIDE) * STRIDE
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    image = image[..., :3]
+    if image.shape[0] == height and image.shape[1] == width:
+        return image
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def _to_batch(images: list[np.ndarray], height: int, width: int) -> np.ndarray:
+    batch = np.empty((len(images), 3, height, width), np.float32)
+    batch[:] = np.asarray(PAD_VALUE, np.float32)[None, :, None, None]
+    for i, im in enumerate(images):
+        batch[i, :, : im.shape[0], : im.shape[1]] = im.transpose(2, 0, 1)
+    return batch
+
+
+_shared: Backbone | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_backbone() -> Backbone:
+    """The process's backbone, loaded once (≈ 0.3 s) and shared by every model version."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = Backbone()
+        return _shared

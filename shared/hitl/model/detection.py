@@ -1,0 +1,303 @@
+"""The box head: linear classifiers over pooled window descriptors, trained with hard-negative mining.
+
+Training samples, per image and its mirror: the windows best aligned with each labelled box
+(positives), windows overlapping a box only partly (so scores peak on the aligned window) and
+background windows, then the background windows the first model scores highest (hard negatives).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from hitl.model import grid
+from hitl.model.backbone import Backbone, FeatureMaps
+
+BACKGROUND = -1
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    long_side: int = 640  # images are resized so their long side is this many pixels
+    positive_iou: float = 0.6
+    negative_iou: float = 0.3
+    positives_per_box: int = 6
+    partial_negatives_per_box: int = 6
+    random_negatives: int = 60  # per image (and per mirror)
+    hard_negatives: int = 40
+    bootstrap_images: int = 40  # image variants the first (pre-mining) model is fitted on
+    max_iter: int = 200
+    c: float = 0.1  # inverse L2 regularisation on standardised descriptors
+    flip: bool = True
+    scale_step: float = 1.15
+    nms_iou: float = 0.3
+    max_results: int = 50
+    candidate_floor: float = 0.01  # probability below which a window is never reported
+
+
+@dataclass(frozen=True)
+class BoxExample:
+    """An image with its boxes: (label, (left, top, width, height)) in pixels."""
+
+    image: np.ndarray
+    boxes: Sequence[tuple[str, tuple[float, float, float, float]]]
+
+
+@dataclass
+class DetectionHead:
+    labels: tuple[str, ...]
+    anchors: np.ndarray  # A×2 (w, h) in grid cells at the configured long side
+    w16: np.ndarray  # (L·CELLS)×C16 folded weights, label-major
+    w32: np.ndarray  # (L·CELLS)×C32
+    bias: np.ndarray  # L
+    config: DetectionConfig = field(default_factory=DetectionConfig)
+    # Window layouts per image geometry: images of one size share them (few distinct sizes).
+    _layouts: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def layout(self, maps: FeatureMaps) -> tuple[np.ndarray, np.ndarray]:
+        """(windows N×4, their cells CELLS×N×4) in grid cells, cached per geometry."""
+        shape, valid = grid.grid_shape(maps), grid.valid_shape(maps)
+        key = (*shape, *valid)
+        found = self._layouts.get(key)
+        if found is None:
+            boxes = grid.windows(self.anchors, valid)
+            found = (boxes, grid.cells(boxes, shape))
+            if len(self._layouts) > 32:
+                self._layouts.clear()
+            self._layouts[key] = found
+        return found
+
+    def scores(self, maps: FeatureMaps) -> tuple[np.ndarray, np.ndarray]:
+        """(windows N×4 in grid cells, logits L×N) for one image."""
+        boxes, cell_boxes = self.layout(maps)
+        tables = grid.integral(grid.score_grid(maps, self.w16, self.w32))
+        return boxes, grid.window_scores(tables, cell_boxes) + self.bias[:, None]
+
+    def detect(self, backbone: Backbone, image: np.ndarray) -> list[tuple[str, float, tuple[float, float, float, float]]]:
+        """(label, probability 0–1, (left, top, width, height) px) after per-label NMS, best first."""
+        maps = backbone.maps(image, self.config.long_side)
+        boxes, logits = self.scores(maps)
+        height, width = image.shape[:2]
+        found = []
+        px = boxes.astype(np.float64) * grid.GRID / maps.scale
+        px[:, [0, 2]] = np.clip(px[:, [0, 2]], 0, width)
+        px[:, [1, 3]] = np.clip(px[:, [1, 3]], 0, height)
+        for li, label in enumerate(self.labels):
+            prob = 1.0 / (1.0 + np.exp(-logits[li]))
+            candidates = np.flatnonzero(prob >= self.config.candidate_floor)
+            if candidates.size > 400:
+                candidates = candidates[np.argsort(-prob[candidates])[:400]]
+            kept = grid.nms(px[candidates], prob[candidates], self.config.nms_iou, self.config.max_results)
+            for k in candidates[kept]:
+                x0, y0, x1, y1 = px[k]
+                found.append((label, float(prob[k]), (float(x0), float(y0), float(x1 - x0), float(y1 - y0))))
+        found.sort(key=lambda f: -f[1])
+        return found[: self.config.max_results]
+
+
+def make_anchors(sizes: np.ndarray, step: float) -> np.ndarray:
+    """Anchor shapes (grid cells) covering the training boxes' sizes (N×2 w, h in cells): a geometric
+    ladder of scales from a little below the smallest to a little above the largest, at each typical
+    aspect ratio."""
+    w, h = np.maximum(sizes[:, 0], 1e-3), np.maximum(sizes[:, 1], 1e-3)
+    log_scale = 0.5 * np.log(w * h)
+    log_aspect = np.log(w / h)
+    if np.ptp(log_aspect) < 0.2:
+        aspects = [float(np.median(log_aspect))]
+    else:
+        aspects = sorted({round(float(q), 1) for q in np.quantile(log_aspect, [0.1, 0.5, 0.9])})
+    lo, hi = log_scale.min() - np.log(step) / 2, log_scale.max() + np.log(step) / 2
+    scales = np.arange(lo, hi + 1e-9, np.log(step))
+    anchors = {
+        (max(2, int(round(np.exp(s + a / 2)))), max(2, int(round(np.exp(s - a / 2))))) for s in scales for a in aspects
+    }
+    return np.asarray(sorted(anchors), dtype=int)
+
+
+@dataclass
+class _Variant:
+    """One training image (or its mirror) with its true boxes in grid cells."""
+
+    example: BoxExample
+    flip: bool
+    gt: np.ndarray  # G×4 grid-cell corners
+    gt_labels: np.ndarray  # G
+    maps: FeatureMaps | None = None
+
+    def feature_maps(self, backbone: Backbone, long_side: int) -> FeatureMaps:
+        if self.maps is not None:
+            return self.maps
+        pixels = self.example.image[:, ::-1] if self.flip else self.example.image
+        return backbone.maps(np.ascontiguousarray(pixels), long_side)
+
+
+def _variants(examples: Sequence[BoxExample], labels: dict[str, int], cfg: DetectionConfig) -> list[_Variant]:
+    out = []
+    for ex in examples:
+        height, width = ex.image.shape[:2]
+        scale = cfg.long_side / max(height, width)
+        for flip in (False, True) if cfg.flip else (False,):
+            boxes, ids = [], []
+            for label, (left, top, bw, bh) in ex.boxes:
+                if flip:
+                    left = width - left - bw
+                boxes.append(np.array([left, top, left + bw, top + bh]) * scale / grid.GRID)
+                ids.append(labels[label])
+            out.append(_Variant(ex, flip, np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(ids, int)))
+    return out
+
+
+def _sample(
+    v: _Variant, boxes: np.ndarray, cfg: DetectionConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(chosen window indices, their target label or BACKGROUND, indices of background windows)."""
+    chosen: list[np.ndarray] = []
+    targets: list[np.ndarray] = []
+    if len(v.gt):
+        overlaps = grid.iou(boxes.astype(np.float64), v.gt)
+        best = overlaps.max(axis=1)
+        for g in range(len(v.gt)):
+            col = overlaps[:, g]
+            pos = np.flatnonzero(col >= cfg.positive_iou)
+            if pos.size == 0:
+                pos = np.array([int(np.argmax(col))])
+            pos = pos[np.argsort(-col[pos])[: cfg.positives_per_box]]
+            chosen.append(pos)
+            targets.append(np.full(pos.size, v.gt_labels[g]))
+            partial = np.flatnonzero((col > 0.05) & (best < cfg.negative_iou))
+            if partial.size:
+                pick = rng.choice(partial, size=min(cfg.partial_negatives_per_box, partial.size), replace=False)
+                chosen.append(pick)
+                targets.append(np.full(pick.size, BACKGROUND))
+        background = np.flatnonzero(best < cfg.negative_iou)
+    else:
+        background = np.arange(len(boxes))
+    if background.size:
+        pick = rng.choice(background, size=min(cfg.random_negatives, background.size), replace=False)
+        chosen.append(pick)
+        targets.append(np.full(pick.size, BACKGROUND))
+    index = np.concatenate(chosen) if chosen else np.zeros(0, int)
+    return index, (np.concatenate(targets) if targets else np.zeros(0, int)), background
+
+
+def _hard_negatives(head: DetectionHead, maps: FeatureMaps, background: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the highest-scoring background windows, spread out by NMS."""
+    boxes, logits = head.scores(maps)
+    top = logits.max(axis=0)[background]
+    order = background[np.argsort(-top)[: 20 * count]]
+    keep = grid.nms(boxes[order].astype(np.float64), logits.max(axis=0)[order], 0.5, count)
+    return order[keep]
+
+
+@dataclass
+class _Standardiser:
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> _Standardiser:
+        return cls(x.mean(axis=0), x.std(axis=0) + 1e-3)
+
+
+def _fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_labels: int,
+    cfg: DetectionConfig,
+    norm: _Standardiser,
+    c16: int,
+    previous: list[LogisticRegression | None] | None = None,
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], list[LogisticRegression | None]]:
+    """One-vs-rest logistic regressions on standardised descriptors, folded back to raw weights
+    (split per backbone map, cell-major). ``previous`` models warm-start the solver."""
+    z = (x - norm.mean) / norm.std
+    weights = np.zeros((n_labels, x.shape[1]), np.float64)
+    bias = np.zeros(n_labels, np.float64)
+    models: list[LogisticRegression | None] = []
+    for li in range(n_labels):
+        target = (y == li).astype(int)
+        if target.min() == target.max():
+            bias[li] = -10.0  # a label without positive windows never fires
+            models.append(None)
+            continue
+        clf = previous[li] if previous and previous[li] is not None else None
+        if clf is None:
+            clf = LogisticRegression(C=cfg.c, max_iter=cfg.max_iter, tol=1e-4, warm_start=True)
+        clf.fit(z, target)
+        models.append(clf)
+        weights[li] = clf.coef_[0] / norm.std
+        bias[li] = clf.intercept_[0] - float(weights[li] @ norm.mean)
+    channels = x.shape[1] // grid.CELLS
+    per_cell = weights.reshape(n_labels, grid.CELLS, channels)
+    w16 = per_cell[:, :, :c16].reshape(n_labels * grid.CELLS, c16).astype(np.float32)
+    w32 = per_cell[:, :, c16:].reshape(n_labels * grid.CELLS, channels - c16).astype(np.float32)
+    return (w16, w32, bias), models
+
+
+def train_detection(
+    backbone: Backbone, examples: Sequence[BoxExample], labels: Sequence[str], cfg: DetectionConfig, seed: int = 0
+) -> DetectionHead:
+    """Fit a box head on ``examples``; ``labels`` fixes the label order.
+
+    A first model is fitted on a bootstrap subset with random negatives; one pass over every image
+    then adds the background windows that model scores highest, and the final model is refitted.
+    """
+    rng = np.random.default_rng(seed)
+    variants = _variants(examples, {name: i for i, name in enumerate(labels)}, cfg)
+    gts = [v.gt for v in variants if len(v.gt)]
+    if not gts:
+        raise ValueError("no boxes to learn from")
+    sizes = np.concatenate([np.stack([g[:, 2] - g[:, 0], g[:, 3] - g[:, 1]], axis=1) for g in gts])
+    anchors = make_anchors(sizes, cfg.scale_step)
+    order = rng.permutation(len(variants))
+    bootstrap = set(order[: cfg.bootstrap_images].tolist())
+
+    def head_from(params: tuple[np.ndarray, np.ndarray, np.ndarray]) -> DetectionHead:
+        return DetectionHead(tuple(labels), anchors, *params, config=cfg)
+
+    layout = head_from((np.zeros((0, 0)), np.zeros((0, 0)), np.zeros(0)))
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    for i in sorted(bootstrap):
+        v = variants[i]
+        v.maps = v.feature_maps(backbone, cfg.long_side)
+        boxes, _ = layout.layout(v.maps)
+        index, targets, _ = _sample(v, boxes, cfg, rng)
+        xs.append(_descriptors(v.maps, boxes[index]))
+        ys.append(targets)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    norm = _Standardiser.fit(x)
+    c16 = variants[0].maps.s16.shape[0] if variants[0].maps is not None else 96
+    params, models = _fit(x, y, len(labels), cfg, norm, c16)
+    first = head_from(params)
+
+    xs, ys = [], []
+    for i, v in enumerate(variants):
+        maps = v.feature_maps(backbone, cfg.long_side)
+        v.maps = None  # release the bootstrap maps as we go
+        boxes, _ = first.layout(maps)
+        index, targets, background = _sample(v, boxes, cfg, rng) if i not in bootstrap else (np.zeros(0, int),) * 3
+        hard = _hard_negatives(first, maps, background if i not in bootstrap else _background(v, boxes, cfg), cfg.hard_negatives)
+        picked = np.concatenate([index, hard])
+        xs.append(_descriptors(maps, boxes[picked]))
+        ys.append(np.concatenate([targets, np.full(hard.size, BACKGROUND)]))
+    x = np.concatenate([x, *xs])
+    y = np.concatenate([y, *ys])
+    params, _ = _fit(x, y, len(labels), cfg, norm, c16, models)
+    return head_from(params)
+
+
+def _background(v: _Variant, boxes: np.ndarray, cfg: DetectionConfig) -> np.ndarray:
+    if not len(v.gt):
+        return np.arange(len(boxes))
+    return np.flatnonzero(grid.iou(boxes.astype(np.float64), v.gt).max(axis=1) < cfg.negative_iou)
+
+
+def _descriptors(maps: FeatureMaps, boxes: np.ndarray) -> np.ndarray:
+    table = grid.integral(grid.feature_grid(maps))
+    return grid.descriptors(table, boxes, grid.grid_shape(maps))

@@ -1,0 +1,17 @@
+"""Celery beat's schedule: the periodic checks of every service, in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.schedules import schedule
+
+
+def beat_schedule() -> dict[str, dict[str, Any]]:
+    return {
+        "requeue-stale-detections": {
+            "task": "hitl.detect.requeue_stale",
+            "schedule": schedule(run_every=300),
+            "options": {"queue": "detect", "expires": 290},
+        },
+    }

@@ -1,0 +1,162 @@
+"""Static configuration, one class for every service.
+
+AWS endpoints are deliberately absent: boto3 reads ``AWS_ENDPOINT_URL`` and
+``AWS_ENDPOINT_URL_<SERVICE>`` itself, so a local run and an AWS run differ only in environment.
+Runtime knobs that operators change while the pipeline runs (thresholds, sampling, training gates)
+live in SSM Parameter Store instead: see :mod:`hitl.params`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hitl.domain.images import ImageLimits
+
+DetectBackend = Literal["local", "rekognition", "sagemaker", "fixed"]
+TrainBackend = Literal["local", "rekognition"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HITL_", env_file=".env", extra="ignore")
+
+    # --- storage -----------------------------------------------------------------------------
+    bucket: str = "hitl-pipeline-local"
+    images_prefix: str = "images/"
+    uploads_prefix: str = "images_for_detection/"
+    records_prefix: str = "detections/"
+    models_prefix: str = "models/"
+    datasets_prefix: str = "datasets/"
+    labeled_folder_prefix: str = "images_labeled_by_folder/"
+    a2i_output_prefix: str = "a2i-output/"
+
+    # --- Redis: Celery broker, result-less; also the index and idempotency store --------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "hitl"
+
+    # --- SQS / EventBridge -------------------------------------------------------------------
+    uploads_queue: str = "hitl-uploads"
+    events_queue: str = "hitl-a2i-events"
+    dlq_suffix: str = "-dlq"
+    sqs_max_receive_count: int = 5
+    event_bus: str = "default"
+    # AWS refuses customer events with an ``aws.`` source; the rule matches this one too.
+    a2i_event_source: str = "hitl.review"
+    a2i_rule_name: str = "hitl-a2i-status-change"
+
+    # --- SSM runtime parameters ----------------------------------------------------------------
+    params_path: str = "/hitl/"
+    params_cache_seconds: float = 10.0
+
+    # --- detection ---------------------------------------------------------------------------
+    detect_backend: DetectBackend = "local"
+    rekognition_project_arn: str = ""
+    rekognition_project_version_arn: str = ""
+    sagemaker_endpoint_name: str = ""
+    sagemaker_class_map: dict[str, str] = Field(default_factory=dict)
+    model_cache_seconds: float = 10.0
+    fixed_backend_latency_ms: float = 0.0
+    max_image_bytes: int = 15 * 1024 * 1024
+    max_image_pixels: int = 4096 * 4096
+    min_image_side: int = 64
+    max_image_side: int = 4096
+
+    # --- human review --------------------------------------------------------------------------
+    flow_definition_arn: str = ""
+    dispatch_rate_limit: str = "20/s"
+
+    # --- human loops: dispatcher, ingestor, reconciliation, audit (shared/hitl/loops) ---------------
+    # Choices offered to reviewers; empty: the detection's own labels (else the flow's Labels).
+    loop_labels: list[str] = Field(default_factory=list)
+    dispatch_max_attempts: int = 6  # StartHumanLoop tries on Throttling/ServiceQuotaExceeded
+    dispatch_backoff_initial: float = 0.5  # seconds; doubles per try, with jitter
+    dispatch_backoff_max: float = 15.0
+    max_redispatches: int = 1  # an expired low-confidence loop is started again at most this often
+    labeled_dataset: str = "human-labels"  # datasets/<name>/lines/<loop>.json
+    detection_attribute: str = "bounding-box"
+    classification_attribute: str = "label"
+    audits_prefix: str = "audits/"
+    idempotency_ttl_seconds: int = 90 * 24 * 3600  # (loop, status) marks; longer than any redelivery
+    ingest_wait_seconds: int = 20
+    ingest_visibility_seconds: int = 60
+    ingest_batch_size: int = 10
+    reconcile_interval_seconds: int = 300
+    reconcile_horizon_hours: float = 14 * 24.0  # ListHumanLoops window (A2I keeps loops listed)
+    reconcile_min_age_seconds: float = 120.0  # an open loop younger than this is not described yet
+
+    # --- review service (services/review: A2I runtime API + reviewer portal) ---------------------
+    review_host: str = "127.0.0.1"
+    review_port: int = 8090
+    review_account_id: str = Field(default="000000000000", pattern=r"^[0-9]{12}$")
+    review_region: str = Field(default_factory=lambda: os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    # JSON file of flow definitions (services/review/README.md); empty: one default local flow.
+    review_flow_definitions_file: Path | None = None
+    review_default_flow_name: str = "hitl-local-review"
+    # A2I API SigV4 keys: access-key-id -> secret, inline (JSON) and/or from a JSON file.
+    review_api_keys: dict[str, str] = Field(default_factory=dict)
+    review_api_keys_file: Path | None = None
+    review_clock_skew_seconds: int = 300
+    review_api_rate_per_second: float = 0.0  # per access key; 0: no throttling
+    review_max_open_loops: int = 100_000  # InProgress loops; above it StartHumanLoop answers 402
+    review_max_input_chars: int = 3_145_728
+    # Reviewers: JSON file of {name, password_hash (argon2), roles}.
+    review_reviewers_file: Path | None = None
+    review_session_secret: str = ""
+    review_session_secret_file: Path | None = None
+    review_session_max_age: int = 8 * 3600
+    review_secure_cookies: bool = False  # set behind HTTPS
+    review_image_buckets: list[str] = Field(default_factory=list)  # empty: [bucket]
+    review_max_image_bytes: int = 15 * 1024 * 1024
+    review_sweep_interval: float = 1.0
+    review_stop_delay_seconds: float = 0.0  # how long a stopped loop stays Stopping
+    review_metrics_token: str = ""  # empty: /metrics answers loopback clients only
+
+    # --- training ------------------------------------------------------------------------------
+    train_backend: TrainBackend = "local"
+
+    # --- Celery reliability --------------------------------------------------------------------
+    task_soft_time_limit: int = 120
+    task_time_limit: int = 150
+    # Above the longest task and any retry countdown, so Redis does not redeliver live work.
+    visibility_timeout: int = 3600
+    max_deliveries: int = 3
+
+    worker_concurrency: int = 0  # 0: one process per core
+
+    # --- local stack (``make up``): loopback ports ------------------------------------------------
+    stack_moto_port: int = 4566
+    stack_metrics_base_port: int = 9101
+    cors_allowed_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*", "https://*.sagemaker.aws"]
+    )
+
+    # --- operations ------------------------------------------------------------------------------
+    run_dir: Path = Path(".run")
+    log_level: str = "INFO"
+    metrics_port: int = 0  # 0: do not serve metrics from this process
+    metrics_addr: str = "127.0.0.1"  # 0.0.0.0 in containers, where Prometheus scrapes the pod
+
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(
+            max_bytes=self.max_image_bytes,
+            max_pixels=self.max_image_pixels,
+            min_side=self.min_image_side,
+            max_side=self.max_image_side,
+        )
+
+    def key(self, *parts: str) -> str:
+        """A Redis key in this deployment's namespace."""
+        return ":".join((self.key_prefix, *parts))
+
+    def s3_uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

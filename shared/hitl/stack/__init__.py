@@ -1,0 +1,1 @@
+"""The local stack: the embedded defaults on one machine, on loopback only."""

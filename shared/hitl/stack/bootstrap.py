@@ -1,0 +1,130 @@
+"""Create, idempotently, the AWS resources the pipeline expects: on moto's server or on AWS.
+
+Bucket (with the CORS rule review UIs need and the upload notification), SQS queues with
+dead-letter queues and redrive policies, the EventBridge rule for A2I status changes with its
+queue policy, and the SSM runtime parameters with their defaults (existing values are kept).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from hitl import aws
+from hitl.params import ParameterStore
+from hitl.settings import Settings
+
+A2I_DETAIL_TYPE = "SageMaker A2I HumanLoop Status Change"
+A2I_AWS_SOURCE = "aws.sagemaker"
+
+
+@dataclass(frozen=True)
+class Resources:
+    bucket: str
+    uploads_queue_url: str
+    uploads_queue_arn: str
+    uploads_dlq_url: str
+    events_queue_url: str
+    events_queue_arn: str
+    events_dlq_url: str
+    rule_arn: str
+
+
+def _ensure_queue(name: str, settings: Settings) -> tuple[str, str, str]:
+    """A queue and its dead-letter queue; returns (url, arn, dlq url)."""
+    sqs = aws.client("sqs")
+    dlq_url = sqs.create_queue(
+        QueueName=f"{name}{settings.dlq_suffix}", Attributes={"MessageRetentionPeriod": "1209600"}
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(settings.sqs_max_receive_count)})
+    # Long visibility: work is deleted only once durable and extended while it runs.
+    sqs.set_queue_attributes(
+        QueueUrl=url,
+        Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "60", "ReceiveMessageWaitTimeSeconds": "20"},
+    )
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn, dlq_url
+
+
+def _allow(queue_url: str, queue_arn: str, service: str, source_arn: str) -> None:
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": f"allow-{service.split('.', maxsplit=1)[0]}",
+                "Effect": "Allow",
+                "Principal": {"Service": service},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}},
+            }
+        ],
+    }
+    aws.client("sqs").set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
+
+
+def _ensure_bucket(settings: Settings) -> None:
+    s3 = aws.client("s3")
+    try:
+        s3.head_bucket(Bucket=settings.bucket)
+    except s3.exceptions.ClientError:
+        region = s3.meta.region_name
+        kwargs = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        s3.create_bucket(Bucket=settings.bucket, **kwargs)
+    s3.put_bucket_cors(
+        Bucket=settings.bucket,
+        CORSConfiguration={
+            "CORSRules": [
+                {
+                    "AllowedMethods": ["GET"],
+                    "AllowedOrigins": settings.cors_allowed_origins,
+                    "AllowedHeaders": ["*"],
+                    "ExposeHeaders": ["ETag"],
+                    "MaxAgeSeconds": 3000,
+                }
+            ]
+        },
+    )
+
+
+def bootstrap(settings: Settings) -> Resources:
+    _ensure_bucket(settings)
+    up_url, up_arn, up_dlq = _ensure_queue(settings.uploads_queue, settings)
+    ev_url, ev_arn, ev_dlq = _ensure_queue(settings.events_queue, settings)
+
+    _allow(up_url, up_arn, "s3.amazonaws.com", f"arn:aws:s3:::{settings.bucket}")
+    # All ObjectCreated events (multipart uploads too), under the upload prefix only.
+    aws.client("s3").put_bucket_notification_configuration(
+        Bucket=settings.bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "Id": "hitl-uploads",
+                    "QueueArn": up_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": settings.uploads_prefix}]}},
+                }
+            ]
+        },
+    )
+
+    events = aws.client("events")
+    sources = sorted({A2I_AWS_SOURCE, settings.a2i_event_source})
+    rule_arn = events.put_rule(
+        Name=settings.a2i_rule_name,
+        EventBusName=settings.event_bus,
+        EventPattern=json.dumps({"source": sources, "detail-type": [A2I_DETAIL_TYPE]}),
+        State="ENABLED",
+        Description="A2I human loop status changes to the ingestor's queue",
+    )["RuleArn"]
+    events.put_targets(
+        Rule=settings.a2i_rule_name,
+        EventBusName=settings.event_bus,
+        Targets=[{"Id": "ingestor-queue", "Arn": ev_arn}],
+    )
+    _allow(ev_url, ev_arn, "events.amazonaws.com", rule_arn)
+
+    ParameterStore(settings).ensure_defaults()
+    return Resources(settings.bucket, up_url, up_arn, up_dlq, ev_url, ev_arn, ev_dlq, rule_arn)

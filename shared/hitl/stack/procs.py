@@ -1,0 +1,144 @@
+"""Start, watch and stop the local stack's processes, by pid.
+
+Each process started gets a pid file under ``<run_dir>/pids`` and a log under ``<run_dir>/logs``;
+stopping reads those pid files and signals exactly those processes (their process groups), so a
+``down`` never touches anything it did not start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # The thing being waited for may not answer at all yet.
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(interval)
+    raise TimeoutError(f"{what} did not come up within {timeout:.0f}s")
+
+
+def http_ok(url: str) -> bool:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not an HTTP URL: {url}")
+    with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310
+        return bool(200 <= resp.status < 500)
+
+
+def venv_bin(name: str) -> str:
+    """An executable installed beside the running interpreter (the project's venv)."""
+    return str(Path(sys.executable).parent / name)
+
+
+class ProcessGroup:
+    """The processes of one stack, tracked through pid files in ``run_dir``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.pid_dir = run_dir / "pids"
+        self.log_dir = run_dir / "logs"
+
+    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
+        self.pid_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        existing = self.pid(name)
+        if existing is not None and alive(existing):
+            return existing
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,  # its own process group: down signals the group, nothing else
+        )
+        log.close()
+        (self.pid_dir / f"{name}.pid").write_text(str(proc.pid))
+        return proc.pid
+
+    def pid(self, name: str) -> int | None:
+        path = self.pid_dir / f"{name}.pid"
+        try:
+            return int(path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def names(self) -> list[str]:
+        if not self.pid_dir.exists():
+            return []
+        return sorted(p.stem for p in self.pid_dir.glob("*.pid"))
+
+    def stop(self, name: str, grace: float = 15.0) -> bool:
+        pid = self.pid(name)
+        path = self.pid_dir / f"{name}.pid"
+        if pid is None:
+            return False
+        stopped = False
+        if alive(pid):
+            stopped = True
+            _signal_group(pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if alive(pid):
+                _signal_group(pid, signal.SIGKILL)
+                time.sleep(0.2)
+        path.unlink(missing_ok=True)
+        return stopped
+
+    def stop_all(self, order: Sequence[str] = (), grace: float = 15.0) -> list[str]:
+        """Stop ``order`` first (e.g. workers before their broker), then whatever else is tracked."""
+        stopped = []
+        names = [n for n in order if n in self.names()] + [n for n in self.names() if n not in order]
+        for name in names:
+            if self.stop(name, grace):
+                stopped.append(name)
+        return stopped
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as gone.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        return state != "Z"
+    except OSError:
+        return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)

@@ -1,0 +1,84 @@
+"""Fixtures that give tests the real local parts.
+
+- ``moto_endpoint``: moto's server over HTTP on a free loopback port, one per test session; the AWS
+  variables point boto3 at it (``AWS_ENDPOINT_URL``), exactly as ``.run/stack.env`` does.
+- ``redis_url``: the machine's Redis (127.0.0.1:6379), on a database number kept for tests and
+  flushed at the start of the session; a Redis is started from Debian's package if none answers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+from hitl import aws
+from hitl.settings import Settings, get_settings
+from hitl.stack import procs
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_REDIS_DB = int(os.environ.get("HITL_TEST_REDIS_DB", "13"))
+
+# Loopback credentials for moto; never real ones.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+for leaked in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+    os.environ.pop(leaked, None)
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("run")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(run_dir: Path) -> Iterator[str]:
+    group = procs.ProcessGroup(run_dir / "moto")
+    port = procs.free_port()
+    group.start("moto", [procs.venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    procs.wait_until(lambda: procs.http_ok(f"{url}/moto-api/"), 30, "moto server")
+    previous = os.environ.get("AWS_ENDPOINT_URL")
+    os.environ["AWS_ENDPOINT_URL"] = url
+    aws.reset_clients()
+    yield url
+    group.stop_all()
+    if previous is None:
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+    else:
+        os.environ["AWS_ENDPOINT_URL"] = previous
+    aws.reset_clients()
+
+
+@pytest.fixture(scope="session")
+def redis_url(run_dir: Path) -> Iterator[str]:
+    started: procs.ProcessGroup | None = None
+    if not procs.port_open(6379):
+        server = shutil.which("redis-server")
+        if server is None:
+            subprocess.run(["apt-get", "install", "-y", "redis-server"], check=True)
+            server = "redis-server"
+        started = procs.ProcessGroup(run_dir / "redis")
+        started.start("redis", [server, "--bind", "127.0.0.1", "--port", "6379", "--save", ""])
+        procs.wait_until(lambda: procs.port_open(6379), 15, "redis")
+    url = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+    redis_lib.Redis.from_url(url).flushdb()
+    yield url
+    if started:
+        started.stop_all()
+
+
+@pytest.fixture(scope="session")
+def settings(moto_endpoint: str, redis_url: str) -> Iterator[Settings]:
+    """Settings for the test stack; also exported as HITL_* so child processes agree."""
+    env = {"HITL_REDIS_URL": redis_url, "HITL_BUCKET": "hitl-test", "HITL_KEY_PREFIX": "hitltest"}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()

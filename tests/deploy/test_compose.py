@@ -1,0 +1,73 @@
+"""docker-compose.yml, checked by structure: no Docker engine runs here to `docker compose config` it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from tests.deploy.tools import DEPLOY, ROOT
+
+PIPELINE = ("detector", "dispatcher", "trainer", "beat", "intake", "ingestor", "monitor", "review")
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def test_services_of_the_local_stack_plus_prometheus_and_grafana() -> None:
+    services = compose()["services"]
+    assert set(services) == {*PIPELINE, "redis", "moto", "prometheus", "grafana"}
+
+
+def test_pipeline_services_share_one_hardened_image() -> None:
+    services = compose()["services"]
+    images = set()
+    for name in (*PIPELINE, "moto"):
+        service = services[name]
+        images.add(service["image"])
+        assert service["build"]["dockerfile"] == "Dockerfile"
+        assert service["build"]["context"] == "."
+        assert service["read_only"] is True, name
+        assert any(str(t).startswith("/tmp") for t in service["tmpfs"]), name
+        assert service["user"].split(":")[0] not in ("0", "root"), name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+    assert len(images) == 1
+    for name in PIPELINE:
+        service = services[name]
+        assert service["command"] == ["python", "-m", f"services.{name}"], name
+        env = service["environment"]
+        assert env["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus"
+        assert env["AWS_ENDPOINT_URL"] == "http://moto:5000"
+        assert env["AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME"] == "http://review:8080"
+        assert "healthcheck" in service, name
+    for name in ("detector", "dispatcher"):
+        assert int(services[name]["stop_grace_period"].rstrip("s")) > 150
+    assert int(services["trainer"]["stop_grace_period"].rstrip("s")) > 3700
+
+
+def test_dependencies_and_mounts_resolve() -> None:
+    services = compose()["services"]
+    for name, service in services.items():
+        depends = service.get("depends_on") or {}
+        for dependency in depends:
+            assert dependency in services, (name, dependency)
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), (name, source)
+    assert services["prometheus"]["image"].split(":")[1] != "latest"
+    assert services["grafana"]["image"].split(":")[1] != "latest"
+
+
+def test_prometheus_scrapes_every_compose_service() -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "hitl")
+    targets = {c["labels"]["app"]: c["targets"][0] for c in job["static_configs"]}
+    assert set(targets) == set(PIPELINE)
+    for app, address in targets.items():
+        host, port = address.split(":")
+        assert host == app
+        assert port == ("8080" if app == "review" else "9100")

@@ -1,0 +1,99 @@
+"""The local stack, started as a user starts it (``hitl stack up``), for integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import redis as redis_lib
+
+from hitl.stack import procs
+from hitl.stack.local import read_env_file
+
+HITL = str(Path(sys.executable).parent / "hitl")
+STACK_REDIS_DB = 14
+
+
+def _free_port_range(count: int) -> int:
+    for _ in range(50):
+        base = random.randint(20000, 40000)
+        if not any(procs.port_open(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free port range")
+
+
+@dataclass
+class LocalStack:
+    run_dir: Path
+    env: dict[str, str]
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [HITL, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode not in (0, 1):
+            raise AssertionError(f"hitl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def cli_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.env["AWS_ENDPOINT_URL"],
+            region_name=self.env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    @property
+    def redis(self) -> redis_lib.Redis:
+        return redis_lib.Redis.from_url(self.env["HITL_REDIS_URL"], decode_responses=True)
+
+    @property
+    def bucket(self) -> str:
+        return self.env["HITL_BUCKET"]
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.env["HITL_KEY_PREFIX"], *parts))
+
+    def log(self, name: str) -> str:
+        return (self.run_dir / "logs" / f"{name}.log").read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[LocalStack]:
+    run_dir = tmp_path_factory.mktemp("stack")
+    stack_redis = redis_url.rsplit("/", 1)[0] + f"/{STACK_REDIS_DB}"
+    redis_lib.Redis.from_url(stack_redis).flushdb()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("HITL_", "AWS_"))},
+        "HITL_RUN_DIR": str(run_dir),
+        "HITL_REDIS_URL": stack_redis,
+        "HITL_KEY_PREFIX": "hitlit",
+        "HITL_BUCKET": "hitl-it",
+        "HITL_DETECT_BACKEND": "fixed",
+        "HITL_PARAMS_CACHE_SECONDS": "1",
+        "HITL_STACK_MOTO_PORT": str(procs.free_port()),
+        "HITL_REVIEW_PORT": str(procs.free_port()),
+        "HITL_STACK_METRICS_BASE_PORT": str(_free_port_range(10)),
+        "HITL_WORKER_CONCURRENCY": "2",
+    }
+    up = subprocess.run([HITL, "stack", "up"], env=env, capture_output=True, text=True, timeout=180, check=False)
+    if up.returncode != 0:
+        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in (run_dir / "logs").glob("*.log"))
+        subprocess.run([HITL, "stack", "down"], env=env, check=False)
+        raise RuntimeError(f"stack up failed: {up.stderr}\n{logs}")
+    stack_env = {**env, **read_env_file(run_dir / "stack.env")}
+    yield LocalStack(run_dir=run_dir, env=stack_env)
+    subprocess.run([HITL, "stack", "down"], env=stack_env, capture_output=True, check=False, timeout=120)

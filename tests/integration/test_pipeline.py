@@ -1,0 +1,158 @@
+"""Submit → detect → route through the real parts: Redis, moto's server, worker processes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from hitl.domain.records import DetectionRecord, Prediction
+from hitl.domain.routing import RoutingPolicy, route
+from tests.integration.conftest import LocalStack
+from tests.integration.images import bad_inputs, valid_image, write
+
+pytestmark = pytest.mark.integration
+
+SAMPLING_INTERVAL = 5
+MIN_CONFIDENCE = 50.0
+N_IMAGES = 50
+
+
+def wait_for_states(stack: LocalStack, image_ids: list[str], timeout: float = 120) -> dict[str, dict[str, str]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {i: stack.redis.hgetall(stack.key("image", i)) for i in image_ids}
+        pending = [i for i, s in states.items() if s.get("state") not in ("detected", "rejected")]
+        if not pending:
+            return states
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(pending)} images still pending: {pending[:3]}\n{stack.log('detector')[-4000:]}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def tuned(local_stack: LocalStack) -> LocalStack:
+    local_stack.cli("params", "set", "Human-Sampling-Interval", str(SAMPLING_INTERVAL))
+    local_stack.cli("params", "set", "Minimum-Label-Detection-Confidence", str(MIN_CONFIDENCE))
+    time.sleep(1.5)  # the workers' parameter cache is 1 s in this stack
+    return local_stack
+
+
+def test_fifty_images_through_hitl_each_recorded_once_with_the_right_route(tuned: LocalStack, tmp_path: Path) -> None:
+    stack = tuned
+    files = {
+        f"img{i:03d}.{'png' if i % 2 else 'jpg'}": valid_image(i, "PNG" if i % 2 else "JPEG") for i in range(N_IMAGES)
+    }
+    write(tmp_path / "batch", files)
+    results = stack.cli_json("submit", str(tmp_path / "batch"))
+    assert Counter(r["outcome"] for r in results) == {"queued": N_IMAGES}
+    ids = [r["image_id"] for r in results]
+    assert len(set(ids)) == N_IMAGES
+
+    # The same images again: recorded once, nothing enqueued.
+    again = stack.cli_json("submit", str(tmp_path / "batch" / "img001.png"), str(tmp_path / "batch" / "img002.jpg"))
+    assert [r["outcome"] for r in again] == ["duplicate", "duplicate"]
+
+    states = wait_for_states(stack, ids)
+    assert all(s["state"] == "detected" for s in states.values())
+
+    s3 = stack.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix="detections/").get("Contents", [])]
+    records = {}
+    for key in keys:
+        record = DetectionRecord.model_validate_json(s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read())
+        records[record.image_id] = record
+    assert len(keys) == len(records) == N_IMAGES, "exactly one record per image"
+    assert set(records) == set(ids)
+
+    policy = RoutingPolicy(
+        review_enabled=True,
+        min_confidence=MIN_CONFIDENCE,
+        label_overrides={},
+        sampling_enabled=True,
+        sampling_interval=SAMPLING_INTERVAL,
+    )
+    sequences = []
+    for image_id, record in records.items():
+        predictions = [Prediction(label=x.label, confidence=x.confidence, box=x.box_px) for x in record.labels]
+        expected = route(predictions, policy, record.route.sample_seq)
+        assert record.route.reasons == expected.reasons, image_id
+        assert states[image_id]["route"] == ("+".join(expected.reasons) or "none")
+        sequences.append(record.route.sample_seq)
+        assert record.labels
+        assert record.labels[0].box_ratio is not None
+        assert (record.width, record.height) == (160, 120)
+    assert sorted(sequences) == list(range(1, N_IMAGES + 1)), "each detection counted once for sampling"
+    audits = [r for r in records.values() if "audit" in r.route.reasons]
+    assert len(audits) == N_IMAGES // SAMPLING_INTERVAL
+    low = [r for r in records.values() if "low_confidence" in r.route.reasons]
+    assert 0 < len(low) < N_IMAGES
+
+    # Each reviewed detection was handed to the dispatcher exactly once.
+    dispatched = [json.loads(m) for m in stack.redis.lrange("dispatch", 0, -1)]
+    dispatched_ids = Counter(_kwargs(m)["image_id"] for m in dispatched)
+    reviewed = {r.image_id for r in records.values() if r.route.reasons}
+    assert set(dispatched_ids) == reviewed
+    assert all(n == 1 for n in dispatched_ids.values())
+
+    status = stack.cli_json("status", ids[0][:12])
+    assert status["image_id"] == ids[0]
+    assert status["record"]["detection_id"] == f"det-{ids[0][:32]}"
+
+
+def _kwargs(message: dict[str, object]) -> dict[str, str]:
+    """The keyword arguments of a Celery message as it sits in the Redis list."""
+    body = json.loads(base64.b64decode(str(message["body"])))
+    return dict(body[1])
+
+
+def test_bad_inputs_get_their_reasons_and_block_nothing(tuned: LocalStack, tmp_path: Path) -> None:
+    stack = tuned
+    bad = bad_inputs()
+    good = {"fine.png": valid_image(5000)}
+    write(tmp_path / "bad", {name: data for name, (_, data) in bad.items()} | good)
+    result = stack.cli("submit", str(tmp_path / "bad"), "s3://some-other-bucket/images/x.png", "--json")
+    assert result.returncode == 1, "a rejected submission makes the command fail"
+    submissions = {Path(r["name"]).name: r for r in json.loads(result.stdout)}
+
+    assert submissions["empty.jpg"]["reason"] == "empty"
+    assert submissions["x.png"]["reason"] == "wrong_bucket"
+    queued = [r["image_id"] for r in submissions.values() if r["outcome"] == "queued"]
+    states = wait_for_states(stack, queued)
+    by_name = {name: states.get(r["image_id"] or "", {}) for name, r in submissions.items()}
+    for name, (reason, _) in bad.items():
+        got = submissions[name]["reason"] or by_name[name].get("reason")
+        assert got == reason, f"{name}: expected {reason}, got {got}"
+    assert by_name["fine.png"]["state"] == "detected"
+
+    rejections = stack.cli_json("rejections", "--limit", "50")
+    for reason in ("empty", "wrong_bucket", "not_an_image", "too_many_pixels", "unsupported_format", "corrupt"):
+        assert rejections["counts"].get(reason, 0) >= 1, reason
+    # A rejected image is never retried: its task is gone, not waiting.
+    assert stack.redis.llen("detect") == 0
+
+
+def test_uploads_under_the_prefix_are_detected_from_s3_notifications(tuned: LocalStack) -> None:
+    stack = tuned
+    s3 = stack.client("s3")
+    good = valid_image(4242, "JPEG")
+    s3.put_object(Bucket=stack.bucket, Key="images_for_detection/camera 7/frame+1.jpg", Body=good)
+    s3.put_object(Bucket=stack.bucket, Key="images_for_detection/camera 7/readme.png", Body=b"not an image")
+    s3.put_object(Bucket=stack.bucket, Key="elsewhere/ignored.jpg", Body=valid_image(4243, "JPEG"))
+    from hitl.domain.images import content_id
+
+    ids = [content_id(good), content_id(b"not an image")]
+    deadline = time.monotonic() + 90
+    while any(stack.redis.hget(stack.key("image", i), "state") not in ("detected", "rejected") for i in ids):
+        assert time.monotonic() < deadline, stack.log("intake")[-3000:]
+        time.sleep(0.3)
+    detected = stack.redis.hgetall(stack.key("image", ids[0]))
+    assert detected["state"] == "detected"
+    assert detected["source"] == "s3-event"
+    assert detected["uri"] == f"s3://{stack.bucket}/images_for_detection/camera 7/frame+1.jpg"
+    assert stack.redis.hget(stack.key("image", ids[1]), "reason") == "not_an_image"
+    assert stack.redis.hget(stack.key("image", content_id(valid_image(4243, "JPEG"))), "state") is None

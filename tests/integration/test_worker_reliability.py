@@ -1,0 +1,112 @@
+"""Worker reliability on the real Redis with real worker processes: SIGTERM, and poison tasks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hitl.stack import procs
+from tests.integration.conftest import LocalStack
+from tests.integration.images import valid_image, write
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_worker(stack: LocalStack, name: str, module: str, extra: dict[str, str]) -> subprocess.Popen[bytes]:
+    log = open(stack.run_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115
+    env = {
+        **stack.env,
+        "HITL_HEARTBEAT_FILE": str(stack.run_dir / "health" / name / "heartbeat"),
+        "HITL_READY_FILE": str(stack.run_dir / "health" / name / "ready"),
+        **extra,
+    }
+    proc = subprocess.Popen([sys.executable, "-m", module], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    ready = stack.run_dir / "health" / name / "ready"
+    procs.wait_until(lambda: ready.exists() or proc.poll() is not None, 60, f"{name} ready")
+    assert proc.poll() is None, stack.log(name)[-3000:]
+    return proc
+
+
+@pytest.fixture
+def slow_detector(local_stack: LocalStack) -> Iterator[LocalStack]:
+    """The stack's detector replaced by one whose model takes 1.5 s, then restored."""
+    group = procs.ProcessGroup(local_stack.run_dir)
+    group.stop("detector")
+    yield local_stack
+    group.start("detector", [sys.executable, "-m", "services.detector"], _detector_env(local_stack))
+
+
+def _detector_env(stack: LocalStack) -> dict[str, str]:
+    env = dict(stack.env)
+    env["HITL_HEARTBEAT_FILE"] = str(stack.run_dir / "health" / "detector" / "heartbeat")
+    env["HITL_READY_FILE"] = str(stack.run_dir / "health" / "detector" / "ready")
+    return env
+
+
+def test_sigterm_mid_task_loses_no_task(slow_detector: LocalStack, tmp_path: Path) -> None:
+    stack = slow_detector
+    slow = {"HITL_FIXED_BACKEND_LATENCY_MS": "1500", "HITL_WORKER_CONCURRENCY": "2"}
+    worker = start_worker(stack, "detector-slow", "services.detector", slow)
+    files = {f"s{i}.png": valid_image(7000 + i) for i in range(8)}
+    write(tmp_path / "slow", files)
+    ids = [r["image_id"] for r in stack.cli_json("submit", str(tmp_path / "slow"))]
+
+    # Wait until the worker is mid-task (two images taken, none finished), then SIGTERM it.
+    def busy() -> bool:
+        log = stack.log("detector-slow")
+        return log.count("hitl.detect[") >= 2 and "image_detected" not in log
+
+    procs.wait_until(busy, 30, "worker busy")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0, "warm shutdown finishes the running tasks and exits cleanly"
+    finished_before_restart = [i for i in ids if stack.redis.hget(stack.key("image", i), "state") == "detected"]
+    assert len(finished_before_restart) >= 2, "tasks running at SIGTERM were completed, not abandoned"
+
+    replacement = start_worker(stack, "detector-slow2", "services.detector", {"HITL_FIXED_BACKEND_LATENCY_MS": "10"})
+    try:
+        deadline = time.monotonic() + 60
+        while any(stack.redis.hget(stack.key("image", i), "state") != "detected" for i in ids):
+            assert time.monotonic() < deadline, stack.log("detector-slow2")[-3000:]
+            time.sleep(0.2)
+    finally:
+        replacement.send_signal(signal.SIGTERM)
+        replacement.wait(timeout=60)
+    s3 = stack.client("s3")
+    for image_id in ids:
+        s3.head_object(Bucket=stack.bucket, Key=f"detections/{image_id}.json")
+
+
+def test_a_task_that_keeps_killing_its_worker_is_dead_lettered(local_stack: LocalStack) -> None:
+    stack = local_stack
+    worker = start_worker(stack, "poison", "tests.integration.poison_worker", {"HITL_MAX_DELIVERIES": "2"})
+    try:
+        from celery import Celery
+
+        publisher = Celery(broker=stack.env["HITL_REDIS_URL"])
+        publisher.send_task("hitl.test.crash_or_record", kwargs={"marker": "poison", "crash": True}, queue="poison")
+        publisher.send_task("hitl.test.crash_or_record", kwargs={"marker": "healthy", "crash": False}, queue="poison")
+        dlq = stack.key("dlq", "poison")
+        deadline = time.monotonic() + 60
+        while stack.redis.llen(dlq) == 0 or "healthy" not in stack.redis.lrange(stack.key("test", "done"), 0, -1):
+            assert time.monotonic() < deadline, stack.log("poison")[-4000:]
+            time.sleep(0.2)
+        entry = json.loads(stack.redis.lindex(dlq, 0) or "{}")
+        assert entry["task"] == "hitl.test.crash_or_record"
+        assert entry["kwargs"]["marker"] == "poison"
+        assert entry["deliveries"] == 3
+        assert stack.redis.lrange(stack.key("test", "done"), 0, -1) == ["healthy"]
+        time.sleep(1)
+        assert stack.redis.llen(dlq) == 1, "dead-lettered once, not again"
+        assert stack.redis.llen("poison") == 0
+    finally:
+        os.kill(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=60)
