@@ -110,6 +110,28 @@ def run_pipeline(env: dict[str, str]) -> dict[str, float]:
     }
 
 
+def s3_call_costs(n: int = 200) -> dict[str, float]:
+    """Milliseconds per S3 call on moto's server: the floor under the pipeline's per-image cost."""
+    from hitl import aws
+    from hitl.settings import get_settings
+
+    s3, bucket = aws.client("s3"), get_settings().bucket
+    record = b"{" + b'"x": 1, ' * 120 + b'"y": 2}'
+    costs = {}
+    started = time.perf_counter()
+    for i in range(n):
+        s3.put_object(Bucket=bucket, Key=f"bench-probe/{i}.json", Body=record)
+    costs["put_ms"] = (time.perf_counter() - started) / n * 1000
+    started = time.perf_counter()
+    for i in range(n):
+        s3.get_object(Bucket=bucket, Key=f"bench-probe/{i}.json")["Body"].read()
+    costs["get_ms"] = (time.perf_counter() - started) / n * 1000
+    # Per image: the client's upload, the detector's download and the record's upload.
+    costs["s3_calls_per_image"] = 3
+    costs["s3_only_ceiling_images_per_second"] = 1000 / (2 * costs["put_ms"] + costs["get_ms"])
+    return costs
+
+
 def run_noop(env: dict[str, str]) -> dict[str, float]:
     from celery import Celery
 
@@ -163,6 +185,7 @@ def main() -> None:
     subprocess.run([HITL, "stack", "up"], env=env, check=True)
     try:
         pipeline = run_pipeline(env)
+        pipeline["moto_s3"] = s3_call_costs()  # type: ignore[assignment]
         # The baseline runs alone: the pipeline's workers are stopped first.
         from hitl.stack.procs import ProcessGroup
 

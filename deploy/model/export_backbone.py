@@ -44,7 +44,7 @@ def conv_bn(inp: int, out: int, kernel: int, stride: int = 1, groups: int = 1, a
     return nn.Sequential(*layers)
 
 
-class InvertedResidual(nn.Module):
+class InvertedResidual(nn.Module):  # type: ignore[misc]  # torch is untyped here: it lives only in .venv-export
     def __init__(self, inp: int, out: int, stride: int, expand: int) -> None:
         super().__init__()
         hidden = inp * expand
@@ -52,14 +52,18 @@ class InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if expand != 1:
             layers.append(conv_bn(inp, hidden, 1))
-        layers += [conv_bn(hidden, hidden, 3, stride, groups=hidden), nn.Conv2d(hidden, out, 1, bias=False), nn.BatchNorm2d(out)]
+        layers += [
+            conv_bn(hidden, hidden, 3, stride, groups=hidden),
+            nn.Conv2d(hidden, out, 1, bias=False),
+            nn.BatchNorm2d(out),
+        ]
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv(x) if self.use_res else self.conv(x)
 
 
-class MobileNetV2Features(nn.Module):
+class MobileNetV2Features(nn.Module):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         blocks: list[nn.Module] = [conv_bn(3, 32, 3, 2)]
@@ -96,8 +100,15 @@ def fold_batch_norms(module: nn.Module) -> None:
         conv, bn = items[i], items[i + 1]
         if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                              conv.padding, groups=conv.groups, bias=True)
+            fused = nn.Conv2d(
+                conv.in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                conv.stride,
+                conv.padding,
+                groups=conv.groups,
+                bias=True,
+            )
             fused.weight.data = conv.weight.data * scale.view(-1, 1, 1, 1)
             fused.bias.data = bn.bias.data - bn.running_mean * scale
             module[i] = fused
@@ -141,8 +152,14 @@ def main(out: Path) -> None:
     tmp = out.with_suffix(".fp32.onnx")
     dummy = torch.rand(1, 3, 224, 224) * 255
     torch.onnx.export(
-        model, (dummy,), str(tmp), input_names=["pixels"], output_names=["s16", "s32", "emb"],
-        dynamic_axes={"pixels": {0: "n", 2: "h", 3: "w"}}, opset_version=17, dynamo=False,
+        model,
+        (dummy,),
+        str(tmp),
+        input_names=["pixels"],
+        output_names=["s16", "s32", "emb"],
+        dynamic_axes={"pixels": {0: "n", 2: "h", 3: "w"}},
+        opset_version=17,
+        dynamo=False,
     )
     converted = to_fp16_storage(onnx.load(str(tmp)))
     onnx.checker.check_model(converted)

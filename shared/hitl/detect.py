@@ -76,13 +76,16 @@ class Detector:
             raise ImageRejected("wrong_bucket", f"{bucket} is not the configured bucket {self.settings.bucket}")
         s3 = aws.client("s3")
         try:
-            head = s3.head_object(Bucket=bucket, Key=key)
-        except s3.exceptions.ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                raise ImageRejected("not_found", f"{uri} does not exist") from exc
-            raise
-        check_size(int(head["ContentLength"]), self.limits)  # before downloading a huge object
-        data: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            response = s3.get_object(Bucket=bucket, Key=key)
+        except s3.exceptions.NoSuchKey as exc:
+            raise ImageRejected("not_found", f"{uri} does not exist") from exc
+        body = response["Body"]
+        try:
+            # The size is known from the headers: a huge object is refused before its body is read.
+            check_size(int(response["ContentLength"]), self.limits)
+            data: bytes = body.read()
+        finally:
+            body.close()
         return data
 
     def _detect(self, request: DetectRequest, bound: Any) -> DetectionRecord:

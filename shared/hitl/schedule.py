@@ -6,6 +6,8 @@ from typing import Any
 
 from celery.schedules import schedule
 
+from hitl.settings import get_settings
+
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
     return {
@@ -13,5 +15,10 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
             "task": "hitl.detect.requeue_stale",
             "schedule": schedule(run_every=300),
             "options": {"queue": "detect", "expires": 290},
+        },
+        "reconcile-human-loops": {
+            "task": "hitl.ingest.reconcile",
+            "schedule": schedule(run_every=get_settings().reconcile_interval_seconds),
+            "options": {"queue": "ingest", "expires": max(1, get_settings().reconcile_interval_seconds - 10)},
         },
     }

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
 
     # --- training ------------------------------------------------------------------------------
     train_backend: TrainBackend = "local"
+    training_event_source: str = "hitl.training"
+    notifications_queue: str = "hitl-notifications"
+    notifications_rule_name: str = "hitl-training-notices"
 
     # --- Celery reliability --------------------------------------------------------------------
     task_soft_time_limit: int = 120

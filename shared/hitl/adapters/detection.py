@@ -76,12 +76,19 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, settings: Settings) -> None:
-        from hitl.model.registry import ServingModelCache
+        from hitl.model.registry import ModelRegistry, ServingModelCache
 
-        self.cache = ServingModelCache(settings)
+        self.cache = ServingModelCache(ModelRegistry(settings), refresh_seconds=settings.model_cache_seconds)
 
     def detect(self, image: DecodedImage, data: bytes, uri: str) -> tuple[str, list[Prediction]]:
-        predictor = self.cache.get()
+        from hitl.model.registry import NoServingModel
+
+        try:
+            predictor = self.cache.get()
+        except NoServingModel as exc:
+            raise ModelNotReady(str(exc)) from exc
+        # Each label's assumed threshold applies (Rekognition's default): the record holds what the
+        # model claims, which is also what reviewers see prefilled; routing then judges its confidence.
         return predictor.version, _sorted(predictor.predict(image.pixels))
 
 

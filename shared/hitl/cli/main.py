@@ -16,8 +16,9 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
+from hitl.cli.audit import audit_app
+from hitl.cli.models import models_app
 from hitl.cli.review import review_app
 from hitl.settings import get_settings
 
@@ -26,6 +27,8 @@ params_app = typer.Typer(help="Runtime parameters (SSM Parameter Store).", no_ar
 stack_app = typer.Typer(help="The local stack on loopback (embedded defaults).", no_args_is_help=True)
 app.add_typer(params_app, name="params")
 app.add_typer(review_app)
+app.add_typer(models_app, name="models")
+app.add_typer(audit_app, name="audit")
 app.add_typer(stack_app, name="stack")
 
 console = Console(stderr=True)
@@ -95,11 +98,11 @@ def submit(
     else:
         for r in results:
             if r.outcome == "rejected":
-                console.print(f"[red]rejected[/] {r.name}: {r.reason} ({r.detail})")
+                typer.echo(f"rejected  {r.name}: {r.reason} ({r.detail})")
             else:
-                console.print(f"{r.outcome:9} {r.image_id}  {r.name}")
+                typer.echo(f"{r.outcome:9} {r.image_id}  {r.name}")
         counts = {o: sum(r.outcome == o for r in results) for o in ("queued", "duplicate", "rejected")}
-        console.print(", ".join(f"{n} {o}" for o, n in counts.items()))
+        typer.echo(", ".join(f"{n} {o}" for o, n in counts.items()))
     if any(r.outcome == "rejected" for r in results):
         raise typer.Exit(1)
 
@@ -131,16 +134,14 @@ def status(
     if as_json:
         _emit_json(result)
         return
-    table = Table(show_header=False, box=None)
-    for key, value in entry.items():
-        table.add_row(key, value)
+    typer.echo(f"image_id        {full_id}")
+    for key, value in sorted(entry.items()):
+        typer.echo(f"{key:15} {value}")
     if record:
         for label in record.labels[:10]:
             box = label.box_px
             where = f" at ({box.left:.0f},{box.top:.0f},{box.width:.0f}x{box.height:.0f})" if box else ""
-            table.add_row("label", f"{label.label} {label.confidence:.1f}{where}")
-    console.print(f"[bold]{full_id}[/]")
-    Console().print(table)
+            typer.echo(f"{'label':15} {label.label} {label.confidence:.1f}{where}")
 
 
 @params_app.command("get")

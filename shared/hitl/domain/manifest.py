@@ -54,7 +54,7 @@ class DetectionMetadata(BaseModel):
     model_config = _ALIASED
     objects: list[ObjectConfidence]
     class_map: dict[str, str] = Field(alias="class-map")
-    type: Literal["groundtruth/object-detection"] = DETECTION_TYPE
+    type: Literal["groundtruth/object-detection"] = "groundtruth/object-detection"
     human_annotated: str = Field(default="yes", alias="human-annotated")
     creation_date: str | None = Field(default=None, alias="creation-date")
     job_name: str | None = Field(default=None, alias="job-name")
@@ -64,7 +64,7 @@ class ClassificationMetadata(BaseModel):
     model_config = _ALIASED
     confidence: float
     class_name: str = Field(alias="class-name")
-    type: Literal["groundtruth/image-classification"] = CLASSIFICATION_TYPE
+    type: Literal["groundtruth/image-classification"] = "groundtruth/image-classification"
     human_annotated: str = Field(default="yes", alias="human-annotated")
     creation_date: str | None = Field(default=None, alias="creation-date")
     job_name: str | None = Field(default=None, alias="job-name")
@@ -140,14 +140,14 @@ def parse_line(raw: Mapping[str, Any] | str, attribute: str | None = None) -> Ma
     """Parse one line (JSON text or its decoded object). Raises ValueError (pydantic's included)."""
     obj: Mapping[str, Any] = json.loads(raw) if isinstance(raw, str) else raw
     if not isinstance(obj, Mapping):
-        raise ValueError("a manifest line must be a JSON object")
+        raise ValueError("a manifest line must be a JSON object")  # noqa: TRY004 - callers catch ValueError
     attr = attribute or label_attribute(obj)
     if attr is None or attr not in obj or f"{attr}-metadata" not in obj:
         raise ValueError("no label attribute with a matching '-metadata' entry")
     meta = obj[f"{attr}-metadata"]
     source_ref = obj.get("source-ref")
     if not isinstance(source_ref, str):
-        raise ValueError("'source-ref' missing or not a string")
+        raise ValueError("'source-ref' missing or not a string")  # noqa: TRY004 - callers catch ValueError
     if isinstance(meta, Mapping) and meta.get("type") == CLASSIFICATION_TYPE:
         return ClassificationLine(
             source_ref=source_ref,

@@ -63,7 +63,10 @@ def judge(record: DetectionRecord, loop_name: str, answer: Consolidated) -> Audi
             for x in record.labels
             if x.box_px is not None
         ]
-        truth = [LabelledBox(b["label"], tuple(float(b[k]) for k in ("left", "top", "width", "height"))) for b in answer.boxes]  # type: ignore[misc]
+        truth = [
+            LabelledBox(b["label"], (float(b["left"]), float(b["top"]), float(b["width"]), float(b["height"])))
+            for b in answer.boxes
+        ]
         result = match_boxes(boxes, truth)
         answered = answer.boxes
     elif answer.kind == "verification":
@@ -108,7 +111,10 @@ class AuditStore:
         """Store the verdict, then count it; True only the first time."""
         key = f"{self.settings.audits_prefix}{verdict.model_version}/{verdict.loop_name}.json"
         aws.client("s3").put_object(
-            Bucket=self.settings.bucket, Key=key, Body=json.dumps(asdict(verdict)).encode(), ContentType="application/json"
+            Bucket=self.settings.bucket,
+            Key=key,
+            Body=json.dumps(asdict(verdict)).encode(),
+            ContentType="application/json",
         )
         counted = bool(
             self._count(
@@ -117,7 +123,9 @@ class AuditStore:
                     self._counts_key(verdict.model_version),
                     self.settings.key("audit", "versions"),
                 ],
-                args=[verdict.loop_name, verdict.tp, verdict.fp, verdict.fn, int(verdict.agrees), verdict.model_version],
+                args=[
+                    verdict.loop_name, verdict.tp, verdict.fp, verdict.fn, int(verdict.agrees), verdict.model_version
+                ],
             )
         )
         if counted:

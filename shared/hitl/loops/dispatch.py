@@ -137,7 +137,7 @@ class Dispatcher:
         retrying = Retrying(
             retry=retry_if_exception(_throttled),
             wait=wait_exponential_jitter(
-                initial=self.settings.dispatch_backoff_initial, max=self.settings.dispatch_backoff_max
+                multiplier=self.settings.dispatch_backoff_initial, max=self.settings.dispatch_backoff_max
             ),
             stop=stop_after_attempt(self.settings.dispatch_max_attempts),
             before_sleep=_count_throttle,

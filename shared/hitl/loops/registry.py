@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -77,12 +78,12 @@ class LoopRegistry:
             outcome=raw.get("outcome") or None,
         )
 
-    def finish(self, name: str, status: str, outcome: str, failure_code: str | None = None) -> None:
+    def finish(self, name: str, status: str, outcome: str, **extra: str) -> None:
+        fields: dict[Any, Any] = {
+            "status": status, "outcome": outcome, "ended_at": f"{time.time():.3f}", **extra
+        }
         pipe = self.redis.pipeline()
-        pipe.hset(
-            self._key(name),
-            mapping={"status": status, "outcome": outcome, "ended_at": f"{time.time():.3f}", "failure_code": failure_code or ""},
-        )
+        pipe.hset(self._key(name), mapping=fields)
         pipe.zrem(self.open_key, name)
         pipe.execute()
 

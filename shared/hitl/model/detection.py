@@ -17,6 +17,7 @@ from hitl.model import grid
 from hitl.model.backbone import Backbone, FeatureMaps
 
 BACKGROUND = -1
+MAX_SCALES = 16
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,9 @@ class DetectionHead:
         tables = grid.integral(grid.score_grid(maps, self.w16, self.w32))
         return boxes, grid.window_scores(tables, cell_boxes) + self.bias[:, None]
 
-    def detect(self, backbone: Backbone, image: np.ndarray) -> list[tuple[str, float, tuple[float, float, float, float]]]:
+    def detect(
+        self, backbone: Backbone, image: np.ndarray
+    ) -> list[tuple[str, float, tuple[float, float, float, float]]]:
         """(label, probability 0–1, (left, top, width, height) px) after per-label NMS, best first."""
         maps = backbone.maps(image, self.config.long_side)
         boxes, logits = self.scores(maps)
@@ -112,9 +115,13 @@ def make_anchors(sizes: np.ndarray, step: float) -> np.ndarray:
     else:
         aspects = sorted({round(float(q), 1) for q in np.quantile(log_aspect, [0.1, 0.5, 0.9])})
     lo, hi = log_scale.min() - np.log(step) / 2, log_scale.max() + np.log(step) / 2
-    scales = np.arange(lo, hi + 1e-9, np.log(step))
+    # Widely spread sizes get a coarser ladder: the window count (and inference time) stays bounded.
+    log_step = max(np.log(step), (hi - lo) / (MAX_SCALES - 1))
+    scales = np.arange(lo, hi + 1e-9, log_step)
     anchors = {
-        (max(2, int(round(np.exp(s + a / 2)))), max(2, int(round(np.exp(s - a / 2))))) for s in scales for a in aspects
+        (max(2, round(float(np.exp(s + a / 2)))), max(2, round(float(np.exp(s - a / 2)))))
+        for s in scales
+        for a in aspects
     }
     return np.asarray(sorted(anchors), dtype=int)
 
@@ -144,9 +151,8 @@ def _variants(examples: Sequence[BoxExample], labels: dict[str, int], cfg: Detec
         for flip in (False, True) if cfg.flip else (False,):
             boxes, ids = [], []
             for label, (left, top, bw, bh) in ex.boxes:
-                if flip:
-                    left = width - left - bw
-                boxes.append(np.array([left, top, left + bw, top + bh]) * scale / grid.GRID)
+                x0 = width - left - bw if flip else left
+                boxes.append(np.array([x0, top, x0 + bw, top + bh]) * scale / grid.GRID)
                 ids.append(labels[label])
             out.append(_Variant(ex, flip, np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(ids, int)))
     return out
@@ -191,7 +197,8 @@ def _hard_negatives(head: DetectionHead, maps: FeatureMaps, background: np.ndarr
     top = logits.max(axis=0)[background]
     order = background[np.argsort(-top)[: 20 * count]]
     keep = grid.nms(boxes[order].astype(np.float64), logits.max(axis=0)[order], 0.5, count)
-    return order[keep]
+    out: np.ndarray = order[keep]
+    return out
 
 
 @dataclass
@@ -282,7 +289,9 @@ def train_detection(
         v.maps = None  # release the bootstrap maps as we go
         boxes, _ = first.layout(maps)
         index, targets, background = _sample(v, boxes, cfg, rng) if i not in bootstrap else (np.zeros(0, int),) * 3
-        hard = _hard_negatives(first, maps, background if i not in bootstrap else _background(v, boxes, cfg), cfg.hard_negatives)
+        hard = _hard_negatives(
+            first, maps, background if i not in bootstrap else _background(v, boxes, cfg), cfg.hard_negatives
+        )
         picked = np.concatenate([index, hard])
         xs.append(_descriptors(maps, boxes[picked]))
         ys.append(np.concatenate([targets, np.full(hard.size, BACKGROUND)]))

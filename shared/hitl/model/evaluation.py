@@ -166,7 +166,9 @@ def evaluate_predictions(
     )
 
 
-def _top1_macro_f1(truths: Sequence[Truth], predictions: Sequence[Sequence[Prediction]], names: list[str]) -> float | None:
+def _top1_macro_f1(
+    truths: Sequence[Truth], predictions: Sequence[Sequence[Prediction]], names: list[str]
+) -> float | None:
     """For image-level sets (exactly one label per image, no boxes): macro-F1 of the top label."""
     if not truths or any(len(t) != 1 or t[0][1] is not None for t in truths):
         return None

@@ -40,7 +40,8 @@ def valid_shape(maps: FeatureMaps) -> tuple[int, int]:
 def _up(x: np.ndarray, height: int, width: int, factor: int) -> np.ndarray:
     mh = _upsample_matrix(height, x.shape[1], factor)
     mw = _upsample_matrix(width, x.shape[2], factor)
-    return np.matmul(np.matmul(mh, x), mw.T)
+    out: np.ndarray = np.matmul(np.matmul(mh, x), mw.T)
+    return out
 
 
 def feature_grid(maps: FeatureMaps) -> np.ndarray:
@@ -55,7 +56,8 @@ def score_grid(maps: FeatureMaps, w16: np.ndarray, w32: np.ndarray) -> np.ndarra
     height, width = grid_shape(maps)
     p16 = np.einsum("mc,chw->mhw", w16, maps.s16, optimize=True)
     p32 = np.einsum("mc,chw->mhw", w32, maps.s32, optimize=True)
-    return _up(p16, height, width, 2) + _up(p32, height, width, 4)
+    out: np.ndarray = _up(p16, height, width, 2) + _up(p32, height, width, 4)
+    return out
 
 
 def integral(x: np.ndarray) -> np.ndarray:
@@ -94,7 +96,8 @@ def cells(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     ch = np.maximum(1, (y1 - y0) // 2)
     height, width = shape
     context = np.stack(
-        [np.maximum(0, x0 - cw), np.maximum(0, y0 - ch), np.minimum(width, x1 + cw), np.minimum(height, y1 + ch)], axis=1
+        [np.maximum(0, x0 - cw), np.maximum(0, y0 - ch), np.minimum(width, x1 + cw), np.minimum(height, y1 + ch)],
+        axis=1,
     )
     return np.stack(
         [
@@ -112,7 +115,8 @@ def box_means(table: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     x0, y0, x1, y1 = boxes.T
     area = np.maximum(1, (x1 - x0) * (y1 - y0)).astype(np.float32)
     sums = table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
-    return sums / area[:, None]
+    out: np.ndarray = sums / area[:, None]
+    return out
 
 
 def descriptors(table: np.ndarray, boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -139,7 +143,8 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    out: np.ndarray = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    return out
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, limit: int) -> np.ndarray:

@@ -9,6 +9,7 @@ faces, distractors, backgrounds and images, so a test figure is never measured o
 from hitl.scenes.classification import ImageSet, face_nonface_set, fashion_mnist_set
 from hitl.scenes.detection import Scene, generate_scene, generate_scenes, scene_examples
 from hitl.scenes.sources import Split
+from hitl.scenes.upload import upload_set
 
 __all__ = [
     "ImageSet",
@@ -19,4 +20,5 @@ __all__ = [
     "generate_scene",
     "generate_scenes",
     "scene_examples",
+    "upload_set",
 ]

@@ -70,7 +70,9 @@ def face_nonface_set(split: Split, per_class: int | None = None, seed: int = 0) 
         for i in _pick(rng, len(pool), per_class):
             images.append(_grey_to_rgb(pool[i]))
             labels.append(label)
-    return ImageSet(name=f"lfw-{split}-{per_class or 'all'}-s{seed}", images=images, labels=labels, classes=("face", "non-face"))
+    return ImageSet(
+        name=f"lfw-{split}-{per_class or 'all'}-s{seed}", images=images, labels=labels, classes=("face", "non-face")
+    )
 
 
 def fashion_mnist_set(

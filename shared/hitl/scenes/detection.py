@@ -106,12 +106,15 @@ def generate_scene(
     labelled too (a second class, for multi-label runs); otherwise they are unlabelled clutter."""
     rng = _rng(split, index, seed)
     canvas = _background(rng, split, width, height)
-    pools = [(FACE_LABEL, faces(split), int(rng.integers(1, 4))), (distractor_label, nonfaces(split), int(rng.integers(0, 4)))]
+    pools = [
+        (FACE_LABEL, faces(split), int(rng.integers(1, 4))),
+        (distractor_label, nonfaces(split), int(rng.integers(0, 4))),
+    ]
     taken: list[Box] = []
     boxes: list[tuple[str, Box]] = []
     for label, pool, count in pools:
         for _ in range(count):
-            side = int(round(np.exp(rng.uniform(np.log(MIN_SIDE), np.log(MAX_SIDE)))))
+            side = round(float(np.exp(rng.uniform(np.log(MIN_SIDE), np.log(MAX_SIDE)))))
             box = _place(rng, taken, side, width, height)
             if box is None:
                 continue
@@ -131,7 +134,12 @@ def class_map_for(distractor_label: str | None) -> dict[str, str]:
 
 
 def scene_examples(
-    split: Split, n: int, seed: int = 0, *, source_prefix: str = DEFAULT_SOURCE_PREFIX, distractor_label: str | None = None
+    split: Split,
+    n: int,
+    seed: int = 0,
+    *,
+    source_prefix: str = DEFAULT_SOURCE_PREFIX,
+    distractor_label: str | None = None,
 ) -> list[tuple[np.ndarray, DetectionLine]]:
     """``n`` scenes as (RGB image, manifest line) without encoding: for in-process training and tests."""
     cmap = class_map_for(distractor_label)
@@ -143,12 +151,19 @@ def scene_examples(
 
 
 def generate_scenes(
-    split: Split, n: int, seed: int = 0, *, source_prefix: str = DEFAULT_SOURCE_PREFIX, distractor_label: str | None = None
+    split: Split,
+    n: int,
+    seed: int = 0,
+    *,
+    source_prefix: str = DEFAULT_SOURCE_PREFIX,
+    distractor_label: str | None = None,
 ) -> list[tuple[bytes, dict[str, Any]]]:
     """``n`` scenes as (PNG bytes, manifest line object); ``source-ref`` = ``source_prefix + name.png``."""
     return [
         (_encode(image), line.to_dict())
-        for image, line in scene_examples(split, n, seed, source_prefix=source_prefix, distractor_label=distractor_label)
+        for image, line in scene_examples(
+            split, n, seed, source_prefix=source_prefix, distractor_label=distractor_label
+        )
     ]
 
 

@@ -48,8 +48,8 @@ _BACKGROUNDS: dict[Split, dict[str, Callable[[], np.ndarray]]] = {
         "coins": skdata.coins,
         "text": skdata.text,
         "ihc": skdata.immunohistochemistry,
-        "motorcycle-left": lambda: skdata.stereo_motorcycle()[0],
-        "motorcycle-right": lambda: skdata.stereo_motorcycle()[1],
+        "motorcycle-left": lambda: skdata.stereo_motorcycle()[0],  # type: ignore[no-untyped-call]
+        "motorcycle-right": lambda: skdata.stereo_motorcycle()[1],  # type: ignore[no-untyped-call]
     },
     "test": {
         "china": lambda: _sklearn_photo("china.jpg"),
@@ -81,7 +81,7 @@ def backgrounds(split: Split) -> tuple[tuple[str, np.ndarray], ...]:
 
 @lru_cache(maxsize=1)
 def _lfw() -> np.ndarray:
-    return np.asarray(skdata.lfw_subset(), dtype=np.float32)
+    return np.asarray(skdata.lfw_subset(), dtype=np.float32)  # type: ignore[no-untyped-call]
 
 
 def faces(split: Split) -> np.ndarray:

@@ -126,5 +126,21 @@ def bootstrap(settings: Settings) -> Resources:
     )
     _allow(ev_url, ev_arn, "events.amazonaws.com", rule_arn)
 
+    # Training notices (started, rejected, deployed, …) for operators and the demo's report.
+    no_url, no_arn, _ = _ensure_queue(settings.notifications_queue, settings)
+    notices_arn = events.put_rule(
+        Name=settings.notifications_rule_name,
+        EventBusName=settings.event_bus,
+        EventPattern=json.dumps({"source": [settings.training_event_source]}),
+        State="ENABLED",
+        Description="Model training notices to the notifications queue",
+    )["RuleArn"]
+    events.put_targets(
+        Rule=settings.notifications_rule_name,
+        EventBusName=settings.event_bus,
+        Targets=[{"Id": "notifications-queue", "Arn": no_arn}],
+    )
+    _allow(no_url, no_arn, "events.amazonaws.com", notices_arn)
+
     ParameterStore(settings).ensure_defaults()
     return Resources(settings.bucket, up_url, up_arn, up_dlq, ev_url, ev_arn, ev_dlq, rule_arn)

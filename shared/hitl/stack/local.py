@@ -41,6 +41,9 @@ class Service:
 def pipeline_services() -> list[Service]:
     return [
         Service("detector", "services.detector"),
+        Service("dispatcher", "services.dispatcher"),
+        Service("ingestor", "services.ingestor"),
+        Service("reconciler", "services.ingestor.reconciler"),
         Service("intake", "services.intake"),
         Service("monitor", "services.monitor"),
         Service("beat", "services.beat", metrics=False),

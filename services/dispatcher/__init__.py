@@ -1,0 +1,1 @@
+"""Dispatcher worker: routed detections → human loops (Celery queue ``dispatch``)."""

@@ -1,0 +1,67 @@
+"""``hitl models``: the model registry — list versions, promote one, roll back."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+models_app = typer.Typer(help="Model versions in the registry (S3).", no_args_is_help=True)
+
+
+@models_app.command("list")
+def list_versions(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every version with its status, F1 on its test set, parent and training size."""
+    from hitl.model.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    serving = registry.serving_version()
+    rows = []
+    for version in registry.versions():
+        meta = registry.describe(version)
+        rows.append(
+            {
+                "version": meta.version,
+                "status": meta.status,
+                "serving": meta.version == serving,
+                "f1": meta.f1,
+                "parent": meta.parent,
+                "created_at": meta.created_at,
+                "train_images": meta.info.get("train_images"),
+            }
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    for row in rows:
+        f1 = "   -  " if row["f1"] is None else f"{row['f1']:.4f}"
+        mark = "*" if row["serving"] else " "
+        typer.echo(f"{mark} {row['version']}  {row['status']:9}  F1 {f1}  parent {row['parent'] or '-':6}  {row['created_at']}")
+
+
+@models_app.command("promote")
+def promote(version: str, reason: str = "promoted by an operator") -> None:
+    """Serve VERSION (an atomic pointer swap; detectors follow within their cache time)."""
+    from hitl.model.registry import ModelRegistry, RegistryError
+
+    try:
+        pointer = ModelRegistry().promote(version, reason=reason)
+    except RegistryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"serving {pointer.version}")
+
+
+@models_app.command("rollback")
+def rollback(reason: str = "rolled back by an operator") -> None:
+    """Serve the previously serving version again."""
+    from hitl.model.registry import ModelRegistry, RegistryError
+
+    try:
+        pointer = ModelRegistry().rollback(reason=reason)
+    except RegistryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"serving {pointer.version}")

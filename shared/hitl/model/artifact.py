@@ -1,0 +1,95 @@
+"""A trained model version as one file: a compressed ``.npz`` of plain arrays plus a JSON header.
+
+No pickle anywhere: loading uses ``allow_pickle=False`` and rebuilds every object from arrays and
+JSON, so an artifact from an untrusted bucket cannot run code.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from hitl.model.classification import ClassificationConfig, ClassificationHead
+from hitl.model.detection import DetectionConfig, DetectionHead
+from hitl.model.evaluation import EvaluationReport
+
+FORMAT = "hitl-model/1"
+ModelKind = Literal["detection", "classification"]
+_HEADER = "__header__"
+
+
+class ArtifactError(ValueError):
+    """The bytes are not a model artifact this code can read."""
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    kind: ModelKind
+    labels: tuple[str, ...]
+    arrays: dict[str, np.ndarray]
+    config: dict[str, Any]
+    thresholds: dict[str, float] = field(default_factory=dict)  # assumed threshold per label, 0–100
+    evaluation: dict[str, Any] | None = None  # EvaluationReport.to_dict() of the test set
+    info: dict[str, Any] = field(default_factory=dict)  # training facts: images, seconds, …
+
+    @classmethod
+    def from_head(cls, head: DetectionHead | ClassificationHead, info: dict[str, Any] | None = None) -> ModelArtifact:
+        if isinstance(head, DetectionHead):
+            arrays = {"anchors": head.anchors, "w16": head.w16, "w32": head.w32, "bias": head.bias}
+            return cls("detection", head.labels, arrays, asdict(head.config), info=info or {})
+        arrays = {"weights": head.weights, "bias": head.bias}
+        return cls("classification", head.labels, arrays, asdict(head.config), info=info or {})
+
+    def head(self) -> DetectionHead | ClassificationHead:
+        a = self.arrays
+        if self.kind == "detection":
+            return DetectionHead(
+                self.labels, a["anchors"], a["w16"], a["w32"], a["bias"], DetectionConfig(**self.config)
+            )
+        cfg = dict(self.config)
+        cfg["sizes"] = tuple(cfg["sizes"])
+        return ClassificationHead(self.labels, a["weights"], a["bias"], ClassificationConfig(**cfg))
+
+    def with_evaluation(self, report: EvaluationReport) -> ModelArtifact:
+        """Adopt the report's assumed thresholds (Rekognition's rule: best F1 on the test set)."""
+        return replace(self, thresholds=report.thresholds, evaluation=report.to_dict())
+
+    def to_bytes(self) -> bytes:
+        header = {
+            "format": FORMAT,
+            "kind": self.kind,
+            "labels": list(self.labels),
+            "config": self.config,
+            "thresholds": self.thresholds,
+            "evaluation": self.evaluation,
+            "info": self.info,
+        }
+        buffer = io.BytesIO()
+        payload = {_HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+        payload.update({f"a_{k}": np.asarray(v) for k, v in self.arrays.items()})
+        np.savez_compressed(buffer, **payload)  # type: ignore[arg-type]
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ModelArtifact:
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+                header = json.loads(npz[_HEADER].tobytes().decode())
+                arrays = {k[2:]: npz[k] for k in npz.files if k.startswith("a_")}
+        except (OSError, ValueError, KeyError) as exc:
+            raise ArtifactError(f"not a model artifact: {exc}") from exc
+        if header.get("format") != FORMAT:
+            raise ArtifactError(f"unsupported artifact format {header.get('format')!r}")
+        return cls(
+            kind=header["kind"],
+            labels=tuple(header["labels"]),
+            arrays=arrays,
+            config=header["config"],
+            thresholds={k: float(v) for k, v in header.get("thresholds", {}).items()},
+            evaluation=header.get("evaluation"),
+            info=header.get("info", {}),
+        )

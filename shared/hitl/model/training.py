@@ -1,0 +1,163 @@
+"""Train a model version from Ground Truth manifest lines and their images, then evaluate it.
+
+Either task is learnt from the lines' own type: object-detection lines train the box head,
+image-classification lines the image-label head. Validation runs first (REFERENCE.md §4 rules): a
+rejected dataset raises :class:`~hitl.domain.manifest_validation.DatasetRejected` with a summary,
+invalid lines within the 20 % budget are dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hitl.domain.manifest import ClassificationLine, DetectionLine, ManifestLine, parse_line
+from hitl.domain.manifest_validation import (
+    DatasetRejected,
+    ImageLookup,
+    ValidationReport,
+    split_overlap,
+    validate_manifest,
+)
+from hitl.domain.records import PixelBox
+from hitl.logs import get_logger
+from hitl.model.artifact import ModelArtifact
+from hitl.model.backbone import Backbone, shared_backbone
+from hitl.model.classification import ClassificationConfig, train_classification
+from hitl.model.detection import BoxExample, DetectionConfig, train_detection
+from hitl.model.evaluation import EvaluationReport, Truth, evaluate
+from hitl.model.predictor import LocalPredictor
+
+log = get_logger(__name__)
+
+Example = tuple[np.ndarray, ManifestLine]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    classification: ClassificationConfig = field(default_factory=ClassificationConfig)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    artifact: ModelArtifact  # thresholds and evaluation filled in when a test set was given
+    train_report: ValidationReport
+    test_report: ValidationReport | None
+    evaluation: EvaluationReport | None
+    train_seconds: float
+
+
+def _kind(lines: Sequence[ManifestLine]) -> str:
+    kinds = {line.kind for line in lines}
+    if len(kinds) != 1:
+        raise ValueError("a dataset must be all object-detection or all image-classification lines")
+    return kinds.pop()
+
+
+def labels_of(lines: Sequence[ManifestLine]) -> tuple[str, ...]:
+    """Every label the lines name, sorted (detection: the class maps' names that have boxes)."""
+    names: set[str] = set()
+    for line in lines:
+        if isinstance(line, DetectionLine):
+            names.update(name for name, _ in line.boxes())
+        else:
+            names.add(line.label)
+    return tuple(sorted(names))
+
+
+def truth_of(line: ManifestLine) -> Truth:
+    if isinstance(line, ClassificationLine):
+        return [(line.label, None)]
+    return [(name, PixelBox(left=a.left, top=a.top, width=a.width, height=a.height)) for name, a in line.boxes()]
+
+
+def train(
+    examples: Sequence[Example], config: TrainConfig | None = None, backbone: Backbone | None = None
+) -> ModelArtifact:
+    """Fit a head on already-validated (image, line) examples. Thresholds stay at the default until
+    :func:`evaluate_artifact` (or ``ModelArtifact.with_evaluation``) sets the assumed ones."""
+    cfg = config or TrainConfig()
+    bb = backbone or shared_backbone()
+    lines = [line for _, line in examples]
+    if not lines:
+        raise ValueError("no training examples")
+    labels = labels_of(lines)
+    started = time.perf_counter()
+    if _kind(lines) == "detection":
+        boxes = [
+            BoxExample(image, [(name, (a.left, a.top, a.width, a.height)) for name, a in line.boxes()])
+            for image, line in examples
+            if isinstance(line, DetectionLine)
+        ]
+        head: Any = train_detection(bb, boxes, labels, cfg.detection, seed=cfg.seed)
+    else:
+        targets = [line.label for line in lines if isinstance(line, ClassificationLine)]
+        head = train_classification(bb, [image for image, _ in examples], targets, labels, cfg.classification)
+    seconds = time.perf_counter() - started
+    info = {"train_images": len(examples), "train_seconds": round(seconds, 3), "labels": list(labels)}
+    log.info("model.trained", kind=_kind(lines), images=len(examples), labels=len(labels), seconds=round(seconds, 2))
+    return ModelArtifact.from_head(head, info=info)
+
+
+def evaluate_artifact(
+    artifact: ModelArtifact,
+    examples: Sequence[Example],
+    backbone: Backbone | None = None,
+    thresholds: Mapping[str, float] | None = None,
+) -> EvaluationReport:
+    """Score an artifact on (image, line) examples. Without ``thresholds`` each label's best-F1
+    threshold on these examples is assumed, as Rekognition does on the test set."""
+    predictor = LocalPredictor(artifact, "evaluation", backbone)
+    pairs = [(image, truth_of(line)) for image, line in examples]
+    return evaluate(lambda im: predictor.predict(im, min_confidence=0.0), pairs, artifact.labels, thresholds)
+
+
+def parse_valid(lines: Sequence[Any], report: ValidationReport) -> list[ManifestLine]:
+    return [parse_line(raw) for raw in report.select(lines)]
+
+
+def train_from_manifest(
+    train_lines: Sequence[Any],
+    load_image: Callable[[str], np.ndarray],
+    *,
+    test_lines: Sequence[Any] | None = None,
+    images: ImageLookup | None = None,
+    config: TrainConfig | None = None,
+    backbone: Backbone | None = None,
+) -> TrainResult:
+    """Validate, train, and (with ``test_lines``) evaluate and set the assumed thresholds.
+
+    ``images`` answers validation's questions about each ``source-ref`` (size, format, bytes);
+    ``load_image`` returns its pixels. Raises DatasetRejected when a dataset fails validation.
+    """
+    train_report = validate_manifest(train_lines, images)
+    if not train_report.accepted:
+        raise DatasetRejected(train_report)
+    train_parsed = parse_valid(train_lines, train_report)
+    test_report = None
+    test_parsed: list[ManifestLine] = []
+    if test_lines is not None:
+        test_report = validate_manifest(test_lines, images)
+        overlap = split_overlap(train_parsed, parse_valid(test_lines, test_report))
+        if overlap:
+            test_report = ValidationReport(
+                test_report.total_lines, test_report.valid_lines, test_report.errors,
+                test_report.dataset_errors + tuple(overlap), test_report.label_counts,
+            )  # fmt: skip
+        if not test_report.accepted:
+            raise DatasetRejected(test_report)
+        test_parsed = parse_valid(test_lines, test_report)
+    started = time.perf_counter()
+    artifact = train([(load_image(x.source_ref), x) for x in train_parsed], config, backbone)
+    seconds = time.perf_counter() - started
+    evaluation = None
+    if test_parsed:
+        evaluation = evaluate_artifact(artifact, [(load_image(x.source_ref), x) for x in test_parsed], backbone)
+        artifact = artifact.with_evaluation(evaluation)
+    return TrainResult(artifact, train_report, test_report, evaluation, seconds)

@@ -1,0 +1,1 @@
+"""Retraining: when to train, one run at a time, the deployment gate, and the training backends."""

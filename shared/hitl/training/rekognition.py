@@ -1,0 +1,108 @@
+"""Training on Rekognition Custom Labels: create a version, wait, read its F1, and deploy it.
+
+Running models are billed per inference unit and minute, so deployment stops every other running
+version of the project once the new one runs, and a version that fails the gate is never started.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hitl import aws
+from hitl.logs import get_logger
+
+log = get_logger("hitl.training.rekognition")
+
+TERMINAL_TRAINING = {"TRAINING_COMPLETED", "TRAINING_FAILED"}
+RUNNING_LIKE = {"RUNNING", "STARTING"}
+
+
+class TrainingFailed(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainedVersion:
+    version_name: str
+    arn: str
+    f1: float
+
+
+@dataclass
+class Poller:
+    """Exponential backoff between DescribeProjectVersions calls, bounded in total time."""
+
+    initial: float = 30.0
+    maximum: float = 300.0
+    timeout: float = 6 * 3600.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def waits(self) -> Any:
+        waited, delay = 0.0, self.initial
+        while waited < self.timeout:
+            yield
+            self.sleep(delay)
+            waited += delay
+            delay = min(self.maximum, delay * 2)
+        raise TimeoutError(f"gave up after {self.timeout:.0f}s")
+
+
+class RekognitionTrainer:
+    def __init__(self, project_arn: str, output_bucket: str, output_prefix: str, poller: Poller | None = None) -> None:
+        self.project_arn = project_arn
+        self.output_bucket = output_bucket
+        self.output_prefix = output_prefix
+        self.poller = poller or Poller()
+
+    @property
+    def client(self) -> Any:
+        return aws.client("rekognition")
+
+    def _describe(self, version_name: str) -> dict[str, Any]:
+        response = self.client.describe_project_versions(ProjectArn=self.project_arn, VersionNames=[version_name])
+        descriptions = response.get("ProjectVersionDescriptions", [])
+        if not descriptions:
+            raise TrainingFailed(f"version {version_name} is not described")
+        return dict(descriptions[0])
+
+    def train(self, version_name: str, train_manifest: tuple[str, str], test_manifest: tuple[str, str]) -> TrainedVersion:
+        """Train on two manifests (bucket, key) already in S3; returns the version and its F1."""
+        arn = self.client.create_project_version(
+            ProjectArn=self.project_arn,
+            VersionName=version_name,
+            OutputConfig={"S3Bucket": self.output_bucket, "S3KeyPrefix": self.output_prefix},
+            TrainingData={"Assets": [{"GroundTruthManifest": {"S3Object": {"Bucket": train_manifest[0], "Name": train_manifest[1]}}}]},
+            TestingData={"Assets": [{"GroundTruthManifest": {"S3Object": {"Bucket": test_manifest[0], "Name": test_manifest[1]}}}]},
+        )["ProjectVersionArn"]
+        log.info("rekognition_training_started", version=version_name, arn=arn)
+        for _ in self.poller.waits():
+            description = self._describe(version_name)
+            status = description["Status"]
+            if status == "TRAINING_FAILED":
+                raise TrainingFailed(description.get("StatusMessage", "training failed"))
+            if status == "TRAINING_COMPLETED":
+                f1 = float(description.get("EvaluationResult", {}).get("F1Score", 0.0))
+                return TrainedVersion(version_name, arn, f1)
+        raise TrainingFailed("unreachable")  # pragma: no cover - waits() raises first
+
+    def deploy(self, version: TrainedVersion, inference_units: int) -> list[str]:
+        """Start ``version``; once it runs, stop every other running version. Returns those stopped."""
+        self.client.start_project_version(ProjectVersionArn=version.arn, MinInferenceUnits=inference_units)
+        for _ in self.poller.waits():
+            status = self._describe(version.version_name)["Status"]
+            if status == "RUNNING":
+                break
+            if status in ("FAILED", "STOPPED"):
+                raise TrainingFailed(f"version {version.version_name} did not start: {status}")
+        stopped = []
+        paginator = self.client.get_paginator("describe_project_versions")
+        for page in paginator.paginate(ProjectArn=self.project_arn):
+            for other in page.get("ProjectVersionDescriptions", []):
+                if other["ProjectVersionArn"] != version.arn and other["Status"] in RUNNING_LIKE:
+                    self.client.stop_project_version(ProjectVersionArn=other["ProjectVersionArn"])
+                    stopped.append(other["ProjectVersionArn"])
+        log.info("rekognition_version_deployed", version=version.version_name, stopped=len(stopped))
+        return stopped

@@ -1,0 +1,118 @@
+"""Training, prediction, artifacts and manifest-driven training on small sets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hitl.domain.manifest_validation import DatasetRejected
+from hitl.model.artifact import ArtifactError, ModelArtifact
+from hitl.model.predictor import LocalPredictor
+from hitl.model.training import evaluate_artifact, train, train_from_manifest
+from hitl.scenes import generate_scene, scene_examples
+
+
+def test_box_model_learns_faces(box_model: ModelArtifact) -> None:
+    assert box_model.kind == "detection"
+    assert box_model.labels == ("face",)
+    report = box_model.evaluation
+    assert report is not None
+    assert report["f1"] >= 0.75
+    assert report["ap50"] >= 0.8
+    assert 0 < box_model.thresholds["face"] <= 100
+
+
+def test_predictions_are_sorted_boxes_inside_the_image(box_model: ModelArtifact) -> None:
+    predictor = LocalPredictor(box_model, "v0001")
+    scene = generate_scene("test", 0)
+    found = predictor.predict(scene.image, min_confidence=0.0)
+    assert found
+    assert found == sorted(found, key=lambda p: -p.confidence)
+    for p in found:
+        assert p.box is not None
+        assert 0 <= p.confidence <= 100
+        assert p.box.left >= 0
+        assert p.box.top >= 0
+        assert p.box.left + p.box.width <= 640
+        assert p.box.top + p.box.height <= 480
+    # Without min_confidence only labels at or above their assumed threshold are returned.
+    assert all(p.confidence >= box_model.thresholds["face"] for p in predictor.predict(scene.image))
+
+
+def test_any_image_size_is_accepted(box_model: ModelArtifact) -> None:
+    predictor = LocalPredictor(box_model, "v0001")
+    image = np.ascontiguousarray(generate_scene("test", 1).image[:300, :200])
+    for p in predictor.predict(image, min_confidence=0.0):
+        assert p.box is not None
+        assert p.box.left + p.box.width <= 200
+        assert p.box.top + p.box.height <= 300
+    with pytest.raises(ValueError):
+        predictor.predict(np.zeros((10, 10), np.uint8))
+
+
+def test_image_label_model(label_model: ModelArtifact) -> None:
+    assert label_model.kind == "classification"
+    report = label_model.evaluation
+    assert report is not None
+    assert report["top1_macro_f1"] >= 0.85
+    predictor = LocalPredictor(label_model, "v0002")
+    found = predictor.predict(np.zeros((40, 40, 3), np.uint8), min_confidence=0.0)
+    assert {p.label for p in found} == {"face", "non-face"}
+    assert all(p.box is None for p in found)
+    assert sum(p.confidence for p in found) == pytest.approx(100, abs=0.01)
+
+
+def test_artifact_round_trip_is_exact(box_model: ModelArtifact, label_model: ModelArtifact) -> None:
+    image = generate_scene("test", 2).image
+    for artifact in (box_model, label_model):
+        again = ModelArtifact.from_bytes(artifact.to_bytes())
+        assert again.thresholds == artifact.thresholds
+        assert again.labels == artifact.labels
+        assert LocalPredictor(again, "x").predict(image, 0.0) == LocalPredictor(artifact, "x").predict(image, 0.0)
+
+
+def test_artifact_rejects_foreign_bytes() -> None:
+    with pytest.raises(ArtifactError):
+        ModelArtifact.from_bytes(b"\x80\x04not an npz")
+
+
+def test_two_box_labels() -> None:
+    examples = scene_examples("train", 6, distractor_label="patch")
+    artifact = train(examples)
+    assert artifact.labels == ("face", "patch")
+    report = evaluate_artifact(artifact, scene_examples("test", 6, distractor_label="patch"))
+    assert set(report.labels) == {"face", "patch"}
+    assert report.labels["face"].f1 > 0.5
+
+
+def test_train_from_manifest_validates_trains_and_sets_thresholds() -> None:
+    train_set = scene_examples("train", 4, source_prefix="s3://bkt/s/")
+    test_set = scene_examples("test", 4, source_prefix="s3://bkt/s/")
+    images = {line.source_ref: image for image, line in train_set + test_set}
+    broken = '{"source-ref": "s3://bkt/s/missing.png"'
+    result = train_from_manifest(
+        [line.to_json() for _, line in train_set] + [broken],  # 1 of 5 invalid: within the budget
+        images.__getitem__,
+        test_lines=[line.to_dict() for _, line in test_set],
+    )
+    assert result.train_report.invalid_lines == 1
+    assert result.train_report.errors[0].rule == "json"
+    assert result.evaluation is not None
+    assert result.artifact.thresholds == result.evaluation.thresholds
+    assert result.artifact.info["train_images"] == 4
+
+
+def test_rejected_dataset_fails_with_a_summary() -> None:
+    examples = scene_examples("train", 2, source_prefix="s3://bkt/s/")
+    lines = [line.to_json() for _, line in examples] + ["{bad", "{worse"]
+    with pytest.raises(DatasetRejected) as caught:
+        train_from_manifest(lines, lambda ref: examples[0][0])
+    assert "REJECTED" in str(caught.value)
+    assert "invalid-budget" in str(caught.value)
+
+
+def test_train_and_test_may_not_share_images() -> None:
+    examples = scene_examples("train", 2, source_prefix="s3://bkt/s/")
+    lines = [line.to_json() for _, line in examples]
+    with pytest.raises(DatasetRejected, match="train-test-overlap"):
+        train_from_manifest(lines, lambda ref: examples[0][0], test_lines=lines[:1])
