@@ -10,6 +10,7 @@ from hitl.settings import get_settings
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
+    reconcile_every = get_settings().reconcile_interval_seconds
     return {
         "requeue-stale-detections": {
             "task": "hitl.detect.requeue_stale",
@@ -18,7 +19,13 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
         },
         "reconcile-human-loops": {
             "task": "hitl.ingest.reconcile",
-            "schedule": schedule(run_every=get_settings().reconcile_interval_seconds),
-            "options": {"queue": "ingest", "expires": max(1, get_settings().reconcile_interval_seconds - 10)},
+            "schedule": schedule(run_every=reconcile_every),
+            "options": {"queue": "ingest", "expires": max(1, reconcile_every - 10)},
+        },
+        # Every minute; the task itself honours Automatic-Training-Poll-Frequency (changeable live).
+        "training-poll": {
+            "task": "hitl.train.poll",
+            "schedule": schedule(run_every=60),
+            "options": {"queue": "train", "expires": 55},
         },
     }

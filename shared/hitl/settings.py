@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     # --- training ------------------------------------------------------------------------------
     train_backend: TrainBackend = "local"
     training_event_source: str = "hitl.training"
+    seed_manifest_key: str = "datasets/seed/manifest.jsonl"  # the user's initial labelled images
+    test_manifest_key: str = "datasets/test/manifest.jsonl"  # the fixed test split, never trained on
     notifications_queue: str = "hitl-notifications"
     notifications_rule_name: str = "hitl-training-notices"
 

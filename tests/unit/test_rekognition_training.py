@@ -38,7 +38,9 @@ def rekognition(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def trainer(sleeps: list[float], timeout: float = 10_000) -> RekognitionTrainer:
-    return RekognitionTrainer(PROJECT, "models-bucket", "rekognition/", Poller(initial=30, maximum=120, timeout=timeout, sleep=sleeps.append))
+    return RekognitionTrainer(
+        PROJECT, "models-bucket", "rekognition/", Poller(initial=30, maximum=120, timeout=timeout, sleep=sleeps.append)
+    )
 
 
 def test_full_sequence_train_poll_f1_start_then_stop_the_others(rekognition: Any) -> None:
@@ -52,8 +54,12 @@ def test_full_sequence_train_poll_f1_start_then_stop_the_others(rekognition: Any
                 "ProjectArn": PROJECT,
                 "VersionName": "v0002",
                 "OutputConfig": {"S3Bucket": "models-bucket", "S3KeyPrefix": "rekognition/"},
-                "TrainingData": {"Assets": [{"GroundTruthManifest": {"S3Object": {"Bucket": "data", "Name": "train.jsonl"}}}]},
-                "TestingData": {"Assets": [{"GroundTruthManifest": {"S3Object": {"Bucket": "data", "Name": "test.jsonl"}}}]},
+                "TrainingData": {
+                    "Assets": [{"GroundTruthManifest": {"S3Object": {"Bucket": "data", "Name": "train.jsonl"}}}]
+                },
+                "TestingData": {
+                    "Assets": [{"GroundTruthManifest": {"S3Object": {"Bucket": "data", "Name": "test.jsonl"}}}]
+                },
             },
         )
         names = {"ProjectArn": PROJECT, "VersionNames": ["v0002"]}
@@ -63,7 +69,9 @@ def test_full_sequence_train_poll_f1_start_then_stop_the_others(rekognition: Any
         version = t.train("v0002", ("data", "train.jsonl"), ("data", "test.jsonl"))
         assert version == TrainedVersion("v0002", NEW, 0.912)
 
-        stub.add_response("start_project_version", {"Status": "STARTING"}, {"ProjectVersionArn": NEW, "MinInferenceUnits": 2})
+        stub.add_response(
+            "start_project_version", {"Status": "STARTING"}, {"ProjectVersionArn": NEW, "MinInferenceUnits": 2}
+        )
         stub.add_response("describe_project_versions", described(NEW, "v0002", "STARTING"), names)
         stub.add_response("describe_project_versions", described(NEW, "v0002", "RUNNING"), names)
         stub.add_response(

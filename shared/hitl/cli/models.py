@@ -38,7 +38,9 @@ def list_versions(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
     for row in rows:
         f1 = "   -  " if row["f1"] is None else f"{row['f1']:.4f}"
         mark = "*" if row["serving"] else " "
-        typer.echo(f"{mark} {row['version']}  {row['status']:9}  F1 {f1}  parent {row['parent'] or '-':6}  {row['created_at']}")
+        typer.echo(
+            f"{mark} {row['version']}  {row['status']:9}  F1 {f1}  parent {row['parent'] or '-':6}  {row['created_at']}"
+        )
 
 
 @models_app.command("promote")

@@ -157,6 +157,7 @@ class Ingestor:
             )
             if self.dataset.add(loop_name, line):
                 metrics.LABELS_ADDED.labels("object_detection").inc()
+                self._label_added()
             return "labelled"
         if answer.kind == "class":
             if answer.label is None:
@@ -169,8 +170,18 @@ class Ingestor:
             )
             if self.dataset.add(loop_name, line):
                 metrics.LABELS_ADDED.labels("classification").inc()
+                self._label_added()
             return "labelled"
         return "verified" if answer.kind == "verification" else "no_label"
+
+    def _label_added(self) -> None:
+        # Enough new labels: the trainer checks now rather than at its next poll.
+        from hitl.training.trigger import on_label_added
+
+        try:
+            on_label_added(self.settings, self.dataset.untrained_count())
+        except Exception:  # the label is stored; the periodic poll still finds it
+            log.warning("training_trigger_failed", exc_info=True)
 
     def _audit(self, loop_name: str, image_id: str | None, answer: Consolidated) -> str:
         record = self.records.get(image_id) if image_id else None

@@ -40,6 +40,9 @@ class Backbone:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle threads sleep instead of spinning: workers share two cores with other processes
+        # (measured: ≈ 13 % less CPU per image for ≈ 1 ms more latency).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def maps(self, image: np.ndarray, long_side: int) -> FeatureMaps:

@@ -25,7 +25,7 @@ from hitl.stack.bootstrap import bootstrap
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 REGION = "us-east-1"
 # Workers stop before what they depend on.
-STOP_ORDER = ("intake", "ingestor", "detector", "dispatcher", "trainer", "beat", "monitor", "review", "moto", "redis")
+STOP_ORDER = ("intake", "ingestor", "reconciler", "detector", "dispatcher", "trainer", "beat", "monitor", "review", "moto", "redis")
 
 
 @dataclass
@@ -44,6 +44,7 @@ def pipeline_services() -> list[Service]:
         Service("dispatcher", "services.dispatcher"),
         Service("ingestor", "services.ingestor"),
         Service("reconciler", "services.ingestor.reconciler"),
+        Service("trainer", "services.trainer"),
         Service("intake", "services.intake"),
         Service("monitor", "services.monitor"),
         Service("beat", "services.beat", metrics=False),

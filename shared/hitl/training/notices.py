@@ -35,6 +35,6 @@ def publish(settings: Settings, stage: Stage, **detail: Any) -> None:
         )
         if response.get("FailedEntryCount"):
             log.warning("training_notice_not_accepted", stage=stage, response=response.get("Entries"))
-    except Exception:  # noqa: BLE001 - a notice must never fail the training run it reports on
+    except Exception:
         log.exception("training_notice_failed", stage=stage)
     log.info("training_notice", stage=stage, **detail)

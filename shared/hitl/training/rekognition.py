@@ -68,14 +68,24 @@ class RekognitionTrainer:
             raise TrainingFailed(f"version {version_name} is not described")
         return dict(descriptions[0])
 
-    def train(self, version_name: str, train_manifest: tuple[str, str], test_manifest: tuple[str, str]) -> TrainedVersion:
+    def train(
+        self, version_name: str, train_manifest: tuple[str, str], test_manifest: tuple[str, str]
+    ) -> TrainedVersion:
         """Train on two manifests (bucket, key) already in S3; returns the version and its F1."""
         arn = self.client.create_project_version(
             ProjectArn=self.project_arn,
             VersionName=version_name,
             OutputConfig={"S3Bucket": self.output_bucket, "S3KeyPrefix": self.output_prefix},
-            TrainingData={"Assets": [{"GroundTruthManifest": {"S3Object": {"Bucket": train_manifest[0], "Name": train_manifest[1]}}}]},
-            TestingData={"Assets": [{"GroundTruthManifest": {"S3Object": {"Bucket": test_manifest[0], "Name": test_manifest[1]}}}]},
+            TrainingData={
+                "Assets": [
+                    {"GroundTruthManifest": {"S3Object": {"Bucket": train_manifest[0], "Name": train_manifest[1]}}}
+                ]
+            },
+            TestingData={
+                "Assets": [
+                    {"GroundTruthManifest": {"S3Object": {"Bucket": test_manifest[0], "Name": test_manifest[1]}}}
+                ]
+            },
         )["ProjectVersionArn"]
         log.info("rekognition_training_started", version=version_name, arn=arn)
         for _ in self.poller.waits():

@@ -1,0 +1,161 @@
+"""One training check: decide, snapshot the dataset, train, evaluate, gate, promote — one at a time.
+
+The dataset snapshot is the seed manifest merged with every human-labelled example (a human answer
+replaces a seed line of the same ``source-ref``), validated by the Rekognition rules, minus any image
+of the fixed test split, which is never trained on. Both the candidate and the serving version are
+scored on that same test split, so the gate compares like with like.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+
+from hitl import aws, metrics
+from hitl.domain.manifest_validation import DatasetRejected
+from hitl.logs import get_logger
+from hitl.loops.dataset import LabelledDataset
+from hitl.model.data import S3Images, read_manifest, write_manifest
+from hitl.model.registry import ModelRegistry
+from hitl.model.training import evaluate_artifact, parse_valid, train_from_manifest
+from hitl.params import ParameterStore
+from hitl.settings import Settings
+from hitl.training import notices
+from hitl.training.lock import LockHeld, TrainingLock
+from hitl.training.policy import LabelCounts, gate, should_train
+
+log = get_logger("hitl.trainer")
+LOCK_TTL_SECONDS = 3600
+
+
+@dataclass
+class RunOutcome:
+    outcome: str  # skipped | promoted | rejected | failed | busy
+    reason: str
+    version: str | None = None
+    f1: float | None = None
+    serving_f1: float | None = None
+    train_images: int = 0
+    train_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Trainer:
+    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+        from hitl.adapters.redis_index import connect
+
+        self.settings = settings
+        self.redis = client or connect(settings.redis_url)
+        self.params = ParameterStore(settings)
+        self.registry = ModelRegistry(settings)
+        self.dataset = LabelledDataset(settings, client=self.redis)
+        self.attempt_key = settings.key("training", "attempt_total")
+
+    # --- counts ------------------------------------------------------------------------------
+    def counts(self) -> LabelCounts:
+        total = int(self.redis.scard(self.dataset.examples_key))  # type: ignore[arg-type]
+        untrained = self.dataset.untrained_count()
+        at_last_attempt = int(self.redis.get(self.attempt_key) or 0)  # type: ignore[arg-type]
+        return LabelCounts(total=total, at_last_success=total - untrained, at_last_attempt=min(at_last_attempt, total))
+
+    # --- the check -----------------------------------------------------------------------------
+    def check(self, force: bool = False) -> RunOutcome:
+        snapshot = self.params.snapshot()
+        lock = TrainingLock(self.redis, self.settings, LOCK_TTL_SECONDS)
+        counts = self.counts()
+        decision = should_train(
+            enabled=bool(snapshot["Enable-Automatic-Training"]) or force,
+            running=lock.holder() is not None,
+            counts=counts,
+            minimum_untrained=0 if force else int(snapshot["Minimum-Untrained-Images"]),
+        )
+        if not decision.train:
+            log.info("training_skipped", reason=decision.reason, untrained=counts.untrained)
+            return RunOutcome("skipped", decision.reason)
+        try:
+            lock.acquire()
+        except LockHeld as exc:
+            return RunOutcome("busy", str(exc))
+        try:
+            return self._run(lock, float(snapshot["Minimum-F1-Score"]))
+        finally:
+            lock.release()
+
+    def _read_manifest(self, key: str) -> list[dict[str, Any]]:
+        s3 = aws.client("s3")
+        try:
+            body = s3.get_object(Bucket=self.settings.bucket, Key=key)["Body"].read().decode()
+        except s3.exceptions.NoSuchKey:
+            return []
+        return [json.loads(line) for line in read_manifest(body)]
+
+    def _run(self, lock: TrainingLock, minimum_f1: float) -> RunOutcome:
+        started = time.perf_counter()
+        trained_keys = list(self.redis.smembers(self.dataset.untrained_key))  # type: ignore[arg-type]
+        total = int(self.redis.scard(self.dataset.examples_key))  # type: ignore[arg-type]
+        # Recorded first: whatever happens now, the same labels are not attempted again at every poll.
+        self.redis.set(self.attempt_key, total)
+        test_lines = self._read_manifest(self.settings.test_manifest_key)
+        test_refs = {line["source-ref"] for line in test_lines}
+        merged = self.dataset.build_manifest(base=self._read_manifest(self.settings.seed_manifest_key))
+        train_lines = [line for line in merged if line["source-ref"] not in test_refs]
+        notices.publish(self.settings, "started", labels=total, train_lines=len(train_lines), token=lock.token)
+        images = S3Images()
+        try:
+            result = train_from_manifest(
+                [json.dumps(line) for line in train_lines],
+                images.image,
+                test_lines=[json.dumps(line) for line in test_lines] if test_lines else None,
+                images=images.info,
+            )
+        except DatasetRejected as exc:
+            notices.publish(self.settings, "failed", reason=str(exc))
+            return RunOutcome("failed", f"dataset rejected: {exc}")
+        except Exception as exc:
+            log.exception("training_failed")
+            notices.publish(self.settings, "failed", reason=str(exc))
+            return RunOutcome("failed", str(exc))
+        if result.evaluation is None:
+            notices.publish(self.settings, "failed", reason="no test set")
+            return RunOutcome("failed", f"no test manifest at {self.settings.test_manifest_key}")
+
+        candidate_f1 = float(result.evaluation.f1)
+        serving = self.registry.serving_version()
+        serving_f1 = self._serving_f1(serving, test_lines, images) if serving else None
+        version = self.registry.publish(
+            result.artifact,
+            write_manifest(train_lines),
+            test_manifest=write_manifest(test_lines),
+        )
+        seconds = time.perf_counter() - started
+        metrics.TRAINING_SECONDS.observe(seconds)
+        metrics.MODEL_F1.labels(version.version).set(candidate_f1)
+        notices.publish(self.settings, "completed", version=version.version, f1=candidate_f1, serving_f1=serving_f1)
+        train_images = int(result.artifact.info.get("train_images", len(train_lines)))
+        decision = gate(candidate_f1, serving_f1, minimum_f1)
+        if not decision.promote or not lock.is_current():
+            reason = decision.reason if decision.promote is False else "the training lock was lost"
+            self.registry.set_status(version.version, "rejected", reason)
+            notices.publish(self.settings, "rejected", version=version.version, f1=candidate_f1, reason=reason)
+            return RunOutcome("rejected", reason, version.version, candidate_f1, serving_f1, train_images, seconds)
+        self.registry.promote(version.version, reason=decision.reason)
+        if trained_keys:
+            self.redis.srem(self.dataset.untrained_key, *trained_keys)
+        notices.publish(self.settings, "deployed", version=version.version, f1=candidate_f1, serving_f1=serving_f1)
+        return RunOutcome("promoted", decision.reason, version.version, candidate_f1, serving_f1, train_images, seconds)
+
+    def _serving_f1(self, version: str, test_lines: list[dict[str, Any]], images: S3Images) -> float:
+        """The serving version scored on this same test split (its own assumed thresholds)."""
+        from hitl.domain.manifest_validation import validate_manifest
+
+        raw = [json.dumps(line) for line in test_lines]
+        parsed = parse_valid(raw, validate_manifest(raw, images.info))
+        artifact = self.registry.artifact(version)
+        report = evaluate_artifact(artifact, [(images.image(x.source_ref), x) for x in parsed], thresholds=None)
+        return float(report.f1)
