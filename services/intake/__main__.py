@@ -11,7 +11,13 @@ from services.intake.handler import UploadHandler, on_error
 
 def build() -> SqsConsumer:
     settings = get_settings()
-    return SqsConsumer(queue_url(settings.uploads_queue), UploadHandler(Client(settings)), on_error=on_error)
+    return SqsConsumer(
+        queue_url(settings.uploads_queue),
+        UploadHandler(Client(settings)),
+        on_error=on_error,
+        # Long polls short enough that SIGTERM is honoured within a few seconds.
+        wait_seconds=settings.intake_wait_seconds,
+    )
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
 
     # --- SQS / EventBridge -------------------------------------------------------------------
     uploads_queue: str = "hitl-uploads"
+    intake_wait_seconds: int = 5
     events_queue: str = "hitl-a2i-events"
     dlq_suffix: str = "-dlq"
     sqs_max_receive_count: int = 5

@@ -1,6 +1,6 @@
 """A real Prometheus (Debian's package) for tests: start it on a free loopback port, query it, stop it.
 
-    with running_prometheus(tmp_path, scrape_targets={"detector": "127.0.0.1:9101"}) as prom:
+    with running_prometheus(tmp_path, scrape_targets={"detector": "127.0.0.1:9101"}, interval="1s") as prom:
         prom.query("up")
 
 With no targets it runs on an empty TSDB: good for checking that queries parse and evaluate.
@@ -79,11 +79,14 @@ def scrape_config(
 
 @contextmanager
 def running_prometheus(
-    workdir: Path, scrape_targets: Mapping[str, str] | None = None, rule_files: list[str] | None = None
+    workdir: Path,
+    scrape_targets: Mapping[str, str] | None = None,
+    rule_files: list[str] | None = None,
+    interval: str = "5s",
 ) -> Iterator[Prometheus]:
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
-    config.write_text(yaml.safe_dump(scrape_config(scrape_targets or {}, rule_files=rule_files)))
+    config.write_text(yaml.safe_dump(scrape_config(scrape_targets or {}, interval=interval, rule_files=rule_files)))
     port = _free_port()
     log = (workdir / "prometheus.log").open("wb")
     proc = subprocess.Popen(
