@@ -91,7 +91,8 @@ def run_pipeline(env: dict[str, str]) -> dict[str, float]:
     del warm
     r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     started = time.perf_counter()
-    ids = [client.submit_bytes(d, f"b{i}.png", source="bench").image_id for i, d in enumerate(data)]
+    named = [(f"b{i}.png", d) for i, d in enumerate(data)]
+    ids = [s.image_id for s in client.submit_many(named, lambda x: client.submit_bytes(x[1], x[0], "bench"), jobs=4)]
     submitted = time.perf_counter()
 
     def all_routed() -> bool:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uvicorn
+
 from hitl import logs
 from hitl.settings import get_settings
-
 from services.review.app import create_app
 
 

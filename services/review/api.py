@@ -7,14 +7,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from hitl.logs import get_logger
-from hitl.review import sigv4, timefmt
-from hitl.review.errors import A2IError, InternalError, ThrottlingError, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from hitl.logs import get_logger
+from hitl.review import sigv4, timefmt
+from hitl.review.errors import A2IError, InternalError, ThrottlingError, ValidationError
 from services.review import metrics
 from services.review.config import Runtime
 from services.review.throttle import TokenBuckets

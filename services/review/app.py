@@ -8,9 +8,6 @@ import ipaddress
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from hitl.logs import get_logger
-from hitl.review.errors import PortalError
-from hitl.settings import Settings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +18,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from hitl.logs import get_logger
+from hitl.review.errors import PortalError
+from hitl.settings import Settings
 from services.review import api, metrics, operator, portal
 from services.review.config import Runtime, build, flow_definitions
 from services.review.security import SecurityHeaders

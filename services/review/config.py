@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+
 from hitl.logs import get_logger
 from hitl.review import flows, reviewers
 from hitl.review.publisher import AwsPublisher
 from hitl.review.service import ReviewService, ServiceConfig
 from hitl.review.store import LoopStore
 from hitl.settings import Settings
-
 from services.review import metrics
 
 log = get_logger()

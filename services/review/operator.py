@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from hitl.review import timefmt
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from hitl.review import timefmt
 from services.review import security
 from services.review.config import Runtime
 from services.review.portal import templates

@@ -7,15 +7,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from hitl.review import reviewers
-from hitl.review.errors import PortalError
-from hitl.review.reviewers import Reviewer
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from hitl.review import reviewers
+from hitl.review.errors import PortalError
+from hitl.review.reviewers import Reviewer
 from services.review import metrics, security
 from services.review.config import Runtime
 

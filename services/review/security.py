@@ -11,11 +11,11 @@ import hmac
 import secrets
 import time
 
-from hitl.review.errors import PortalError
-from hitl.review.reviewers import Reviewer
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hitl.review.errors import PortalError
+from hitl.review.reviewers import Reviewer
 from services.review.config import Runtime
 
 CSRF_HEADER = "x-csrf-token"

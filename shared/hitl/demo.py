@@ -136,7 +136,7 @@ def _stack_file_env() -> dict[str, str]:
     return read_env_file(RUN_DIR / "stack.env")
 
 
-def main() -> None:  # noqa: PLR0915 - one narrative, step by step
+def main() -> None:
     from hitl.settings import get_settings
 
     env = stack_env()

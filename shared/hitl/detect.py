@@ -54,6 +54,14 @@ class Detector:
         self.index = index or ImageIndex(settings)
         self.records = records or RecordStore(settings)
         self.limits = settings.image_limits()
+        self._serving: str | None = None
+
+    def _note_serving(self, version: str) -> None:
+        if version != self._serving:
+            if self._serving is not None:
+                metrics.SERVING_VERSION.labels(self._serving).set(0)
+            metrics.SERVING_VERSION.labels(version).set(1)
+            self._serving = version
 
     def run(self, request: DetectRequest) -> DetectionRecord | None:
         bound = log.bind(image_id=request.image_id, uri=request.uri)
@@ -99,6 +107,7 @@ class Detector:
         version, predictions = self.backend.detect(image, data, request.uri)
         inferred = time.perf_counter()
         metrics.INFERENCE_SECONDS.labels(self.backend.name).observe(inferred - decoded)
+        self._note_serving(version)
 
         snapshot = self.params.snapshot()
         policy = RoutingPolicy(

@@ -8,7 +8,8 @@ import yaml
 
 from tests.deploy.tools import DEPLOY, ROOT
 
-PIPELINE = ("detector", "dispatcher", "trainer", "beat", "intake", "ingestor", "monitor", "review")
+PIPELINE = ("detector", "dispatcher", "trainer", "beat", "intake", "ingestor", "reconciler", "monitor", "review")
+ENTRYPOINTS = {name: f"services.{name}" for name in PIPELINE} | {"reconciler": "services.ingestor.reconciler"}
 
 
 def compose() -> dict[str, Any]:
@@ -18,13 +19,13 @@ def compose() -> dict[str, Any]:
 
 def test_services_of_the_local_stack_plus_prometheus_and_grafana() -> None:
     services = compose()["services"]
-    assert set(services) == {*PIPELINE, "redis", "moto", "prometheus", "grafana"}
+    assert set(services) == {*PIPELINE, "bootstrap", "redis", "moto", "prometheus", "grafana"}
 
 
 def test_pipeline_services_share_one_hardened_image() -> None:
     services = compose()["services"]
     images = set()
-    for name in (*PIPELINE, "moto"):
+    for name in (*PIPELINE, "bootstrap", "moto"):
         service = services[name]
         images.add(service["image"])
         assert service["build"]["dockerfile"] == "Dockerfile"
@@ -37,13 +38,13 @@ def test_pipeline_services_share_one_hardened_image() -> None:
     assert len(images) == 1
     for name in PIPELINE:
         service = services[name]
-        assert service["command"] == ["python", "-m", f"services.{name}"], name
+        assert service["command"] == ["python", "-m", ENTRYPOINTS[name]], name
         env = service["environment"]
         assert env["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus"
         assert env["AWS_ENDPOINT_URL"] == "http://moto:5000"
         assert env["AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME"] == "http://review:8080"
         assert "healthcheck" in service, name
-    for name in ("detector", "dispatcher"):
+    for name in ("detector", "dispatcher", "reconciler"):
         assert int(services[name]["stop_grace_period"].rstrip("s")) > 150
     assert int(services["trainer"]["stop_grace_period"].rstrip("s")) > 3700
 
@@ -71,3 +72,22 @@ def test_prometheus_scrapes_every_compose_service() -> None:
         host, port = address.split(":")
         assert host == app
         assert port == ("8080" if app == "review" else "9100")
+
+
+def test_bootstrap_runs_once_before_the_pipeline() -> None:
+    services = compose()["services"]
+    bootstrap = services["bootstrap"]
+    assert bootstrap["command"] == ["hitl", "stack", "bootstrap"]
+    assert bootstrap["restart"] == "on-failure"
+    assert set(bootstrap["depends_on"]) == {"redis", "moto"}
+    for name in PIPELINE:
+        assert services[name]["depends_on"]["bootstrap"] == {"condition": "service_completed_successfully"}, name
+
+
+def test_environment_names_are_settings() -> None:
+    from hitl.settings import Settings
+
+    known = {f"HITL_{name.upper()}" for name in Settings.model_fields} | {"HITL_HEARTBEAT_FILE", "HITL_READY_FILE"}
+    for name, service in compose()["services"].items():
+        unknown = {k for k in service.get("environment") or {} if k.startswith("HITL_")} - known
+        assert not unknown, (name, sorted(unknown))

@@ -32,6 +32,7 @@ first phases would have left them by the end).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -76,6 +77,7 @@ PARAMS = {
     "Minimum-Untrained-Images": "100000",
 }
 A2I_DETAIL_TYPE = "SageMaker A2I HumanLoop Status Change"
+SCRAPED = ("detector", "dispatcher", "ingestor", "reconciler", "trainer", "intake", "monitor", "review")
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
@@ -109,7 +111,7 @@ class Stack:
         return result
 
     def client(self, service: str, endpoint: str | None = None) -> Any:
-        return boto3.client(
+        return boto3.client(  # type: ignore[call-overload]
             service,
             endpoint_url=endpoint or self.env["AWS_ENDPOINT_URL"],
             region_name=self.env["AWS_DEFAULT_REGION"],
@@ -137,7 +139,8 @@ class Stack:
         return targets
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in (self.run_dir / "logs").glob("*.log"))
+        logs = sorted((self.run_dir / "logs").glob("*.log"))
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in logs)
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +267,12 @@ def upload_stream(stack: Stack, truth: Path) -> None:
         key = line["source-ref"].removeprefix(f"s3://{BUCKET}/")
         s3.put_object(Bucket=BUCKET, Key=key, Body=png, ContentType="image/png")
     first = scenes[0][0]
-    bad = {"copy-of-first.png": first, "empty.png": b"", "not-an-image.png": b"plain text", "truncated.png": first[:300]}
+    bad = {
+        "copy-of-first.png": first,
+        "empty.png": b"",
+        "not-an-image.png": b"plain text",
+        "truncated.png": first[:300],
+    }
     for name, body in bad.items():
         s3.put_object(Bucket=BUCKET, Key=f"{prefix}{name}", Body=body)
 
@@ -321,7 +329,7 @@ def test_every_panel_query_returns_data(stack: Stack, tmp_path: Path) -> None:
     queries = panel_queries()
     assert queries, "no dashboard queries found"
     targets = stack.scrape_targets()
-    assert set(targets) == {"detector", "dispatcher", "ingestor", "reconciler", "trainer", "intake", "monitor", "review"}
+    assert set(targets) == {*SCRAPED}
     with (
         running_prometheus(tmp_path / "prometheus", scrape_targets=targets, interval="1s") as prometheus,
         PanelWatch(prometheus, queries) as watch,
@@ -362,10 +370,8 @@ def test_every_panel_query_returns_data(stack: Stack, tmp_path: Path) -> None:
         send_event_messages(stack, completed)
         force_training(stack, "dashboards v2")
         wait_until(lambda: scalar(prometheus, "sum(hitl_training_runs_total)") >= 2, 150, "the second training run")
-        try:
+        with contextlib.suppress(AssertionError):  # reported below, query by query
             wait_until(lambda: not watch.remaining(), 45, "every panel query to return data", interval=1.0)
-        except AssertionError:
-            pass
         missing = watch.remaining()
     assert not missing, "panel queries that never returned data:\n" + "\n".join(
         f"  {q}" + (f"  [{watch.errors[q.promql]}]" if q.promql in watch.errors else "") for q in missing

@@ -14,11 +14,26 @@ from tests.deploy.conftest import AWS_VALUES
 from tests.deploy.tools import DEPLOY
 
 IAM = DEPLOY / "iam"
-SERVICES = ("detector", "dispatcher", "trainer", "beat", "intake", "ingestor", "monitor", "review")
+SERVICES = (
+    "detector",
+    "dispatcher",
+    "trainer",
+    "beat",
+    "intake",
+    "ingestor",
+    "reconciler",
+    "monitor",
+    "review",
+    "bootstrap",
+)
 # (policy, statement Sid) -> why `"Resource": "*"` is needed. Also listed in deploy/README.md.
 RESOURCE_STAR_EXCEPTIONS = {
     (
         "ingestor",
+        "ListHumanLoopsNoResourceLevelPermissions",
+    ): "sagemaker:ListHumanLoops supports no resource-level permissions; limited to the deployment's Region",
+    (
+        "reconciler",
         "ListHumanLoopsNoResourceLevelPermissions",
     ): "sagemaker:ListHumanLoops supports no resource-level permissions; limited to the deployment's Region",
 }
@@ -32,7 +47,11 @@ BOTOCORE_SERVICES = {
     "sagemaker": ["sagemaker", "sagemaker-runtime", "sagemaker-a2i-runtime"],
 }
 # IAM actions that are not named after an API operation.
-NON_OPERATION_ACTIONS = {"s3:ListBucket": "ListObjectsV2"}
+NON_OPERATION_ACTIONS = {
+    "s3:ListBucket": "ListObjectsV2",
+    "s3:PutBucketCORS": "PutBucketCors",
+    "s3:PutBucketNotification": "PutBucketNotificationConfiguration",
+}
 
 
 def policies() -> dict[str, dict[str, Any]]:

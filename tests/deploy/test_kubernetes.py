@@ -12,8 +12,9 @@ import yaml
 from tests.deploy.conftest import AWS_VALUES, K8S, OVERLAYS, by_kind, is_core, load_docs
 from tests.deploy.tools import run, tool
 
-SERVICES = ("detector", "dispatcher", "trainer", "beat", "intake", "ingestor", "monitor", "review")
-CELERY_WORKERS = {"detector": 150, "dispatcher": 150, "trainer": 3700}  # task time limits (s)
+SERVICES = ("detector", "dispatcher", "trainer", "beat", "intake", "ingestor", "reconciler", "monitor", "review")
+ENTRYPOINTS = {name: f"services.{name}" for name in SERVICES} | {"reconciler": "services.ingestor.reconciler"}
+CELERY_WORKERS = {"detector": 150, "dispatcher": 150, "reconciler": 150, "trainer": 3700}  # task time limits (s)
 SCALED = {
     "detector": ("redis", "detect"),
     "dispatcher": ("redis", "dispatch"),
@@ -105,7 +106,7 @@ def test_services_run_their_entrypoint_with_scratch_metrics_and_probes(
         deployment = deployments[name]
         pod = deployment["spec"]["template"]["spec"]
         container = app_container(deployment)
-        assert container["command"] == ["python", "-m", f"services.{name}"]
+        assert container["command"] == ["python", "-m", ENTRYPOINTS[name]]
         assert pod["serviceAccountName"] == name
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["volumes"]}
@@ -134,6 +135,7 @@ def test_replicas_and_strategies(objects: dict[str, list[dict[str, Any]]], overl
         assert deployments[singleton]["spec"]["replicas"] == 1
         assert deployments[singleton]["spec"]["strategy"]["type"] == "Recreate"
     assert deployments["monitor"]["spec"]["replicas"] == 1
+    assert deployments["reconciler"]["spec"]["replicas"] == 1
     for name in SCALED:  # KEDA owns these replica counts
         assert "replicas" not in deployments[name]["spec"], name
     trainer = app_container(deployments["trainer"])["resources"]["limits"]
@@ -259,3 +261,39 @@ def test_prometheus_rule_matches_the_rules_file(objects: dict[str, list[dict[str
     for overlay in OVERLAYS:
         (rule,) = by_kind(objects[overlay], "PrometheusRule").values()
         assert rule["spec"] == rules, "deploy/k8s/base/prometheusrule.yaml is out of step with deploy/prometheus/rules"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_bootstrap_job_runs_the_idempotent_bootstrap(objects: dict[str, list[dict[str, Any]]], overlay: str) -> None:
+    jobs = by_kind(objects[overlay], "Job")
+    assert set(jobs) == {"hitl-bootstrap"}
+    job = jobs["hitl-bootstrap"]
+    pod = job["spec"]["template"]["spec"]
+    container = app_container(job)
+    assert container["command"] == ["hitl", "stack", "bootstrap"]
+    assert pod["serviceAccountName"] == "bootstrap"
+    assert pod["restartPolicy"] == "OnFailure"
+    assert pod["automountServiceAccountToken"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert any("configMapRef" in e for e in container["envFrom"])
+    if overlay == "local":
+        assert any("secretRef" in e for e in container["envFrom"]), "moto's dummy credentials"
+    else:
+        account = by_kind(objects[overlay], "ServiceAccount")["bootstrap"]
+        assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/hitl-bootstrap")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_environment_names_are_settings(objects: dict[str, list[dict[str, Any]]], overlay: str) -> None:
+    """Every HITL_* variable a pod gets is a field of hitl.settings.Settings (or read by hitl.health)."""
+    from hitl.settings import Settings
+
+    known = {f"HITL_{name.upper()}" for name in Settings.model_fields} | {"HITL_HEARTBEAT_FILE", "HITL_READY_FILE"}
+    docs = objects[overlay]
+    names = {key for cm in by_kind(docs, "ConfigMap").values() for key in cm.get("data", {})}
+    for kind in ("Deployment", "Job"):
+        for workload in by_kind(docs, kind).values():
+            for container in workload["spec"]["template"]["spec"]["containers"]:
+                names |= {e["name"] for e in container.get("env", [])}
+    unknown = {n for n in names if n.startswith("HITL_")} - known
+    assert not unknown, f"not settings: {sorted(unknown)}"

@@ -15,11 +15,12 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from PIL import Image, ImageDraw
+
 from hitl.review import reviewers
 from hitl.review.portal_client import PortalClient
 from hitl.settings import Settings
 from hitl.stack import procs
-from PIL import Image, ImageDraw
 
 BUCKET = "hitl-test"
 EVENTS_QUEUE = "hitl-review-test-events"

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hitl.aws import parse_s3_uri
-from hitl.cli.review import review_app
 from typer.testing import CliRunner
 
+from hitl.aws import parse_s3_uri
+from hitl.cli.review import review_app
 from tests.review.conftest import (
     BUCKET,
     IMAGE_KEY,

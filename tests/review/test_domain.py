@@ -10,12 +10,12 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from starlette.datastructures import Headers
+
 from hitl.review import answers, assignment, events, inputs, output, pagination, sigv4, timefmt, validation
 from hitl.review.errors import AuthError, PortalError, ValidationError
 from hitl.review.flows import FlowDefinition
 from hitl.review.loops import HumanLoop, Status
-from starlette.datastructures import Headers
-
 from services.review.throttle import TokenBuckets
 
 T0 = datetime(2024, 5, 1, 18, 22, 10, 1000, tzinfo=UTC)

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hitl.aws import parse_s3_uri
 
+from hitl.aws import parse_s3_uri
 from tests.review.conftest import FACE_BOX, ReviewProcess, a2i_client, flow_arn, input_content, unique, wait_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from hitl.aws import parse_s3_uri
 
+from hitl.aws import parse_s3_uri
 from tests.review.conftest import ReviewProcess, a2i_client, flow_arn, input_content, unique, wait_status
 
 pytestmark = pytest.mark.integration

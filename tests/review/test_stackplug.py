@@ -8,7 +8,6 @@ from pathlib import Path
 
 from hitl.review import reviewers
 from hitl.settings import Settings
-
 from services.review import stackplug
 
 

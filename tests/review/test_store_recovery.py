@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import redis
+
 from hitl.review.flows import FlowDefinition
 from hitl.review.service import ReviewService, ServiceConfig
 from hitl.review.store import LoopStore

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis as redis_lib
@@ -27,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def env(settings: Settings) -> Iterator[Settings]:
+def env(settings: Settings) -> Settings:
     local = settings.model_copy(
         update={"bucket": "hitl-train-test", "key_prefix": "traintest", "params_path": "/traintest/",
                 "params_cache_seconds": 0.0, "model_cache_seconds": 0.2}
@@ -45,7 +44,7 @@ def env(settings: Settings) -> Iterator[Settings]:
                local.s3_uri(local.seed_manifest_key))
     upload_set(generate_scenes("test", 10, seed=0, source_prefix=f"s3://{local.bucket}/test/"),
                local.s3_uri(local.test_manifest_key))
-    yield local
+    return local
 
 
 def add_labels(settings: Settings, start: int, count: int) -> None:
@@ -65,7 +64,8 @@ def test_first_version_trains_on_the_seed_and_serves(env: Settings) -> None:
     registry = ModelRegistry(env)
     assert registry.serving_version() == "v0001"
     meta = registry.describe("v0001")
-    assert meta.test_manifest_uri and meta.train_manifest_uri
+    assert meta.test_manifest_uri
+    assert meta.train_manifest_uri
     assert meta.info["train_images"] == 6
 
 
@@ -140,7 +140,7 @@ def test_promotion_and_rollback_under_load_fail_no_detection(env: Settings) -> N
             try:
                 version, _ = backend.detect(image, png, "s3://x/y.png")
                 seen.add(version)
-            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            except Exception as exc:
                 errors.append(exc)
 
     workers = [threading.Thread(target=detect_forever) for _ in range(2)]

@@ -57,6 +57,7 @@ def _expand(targets: list[str]) -> list[str]:
 def submit(
     targets: Annotated[list[str], typer.Argument(help="FILE, DIR or s3://bucket/prefix (several allowed)")],
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON result per image")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=32, help="concurrent uploads")] = 4,
 ) -> None:
     """Submit images for detection. The same image submitted twice is recorded once."""
     from hitl.submit import Client, Submission
@@ -84,13 +85,15 @@ def submit(
         console=console,
         disable=len(items) < 5 or (not console.is_terminal and as_json),
     )
+    def submit_one(item: str) -> Submission:
+        if item.startswith("s3://"):
+            return client.submit_s3_object(item, source="cli")
+        return client.submit_file(Path(item), source="cli")
+
     with progress:
         task = progress.add_task("submit", total=len(items))
-        for item in items:
-            if item.startswith("s3://"):
-                results.append(client.submit_s3_object(item, source="cli"))
-            else:
-                results.append(client.submit_file(Path(item), source="cli"))
+        for result in client.submit_many(items, submit_one, jobs=jobs):
+            results.append(result)
             progress.advance(task)
 
     if as_json:

@@ -32,7 +32,7 @@ def _password(reviewer: str, password_file: Path | None) -> str:
 
 
 @review_app.command("review")
-def review(  # noqa: PLR0917 - typer maps parameters to options
+def review(
     auto: Annotated[bool, typer.Option("--auto", help="Answer tasks automatically from --truth.")] = False,
     truth: Annotated[
         Path | None, typer.Option(exists=True, dir_okay=False, help="Ground Truth manifest (JSON Lines).")

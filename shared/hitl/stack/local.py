@@ -25,7 +25,10 @@ from hitl.stack.bootstrap import bootstrap
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 REGION = "us-east-1"
 # Workers stop before what they depend on.
-STOP_ORDER = ("intake", "ingestor", "reconciler", "detector", "dispatcher", "trainer", "beat", "monitor", "review", "moto", "redis")
+STOP_ORDER = (
+    *("intake", "ingestor", "reconciler", "detector", "dispatcher", "trainer", "beat", "monitor"),
+    *("review", "moto", "redis"),
+)
 
 
 @dataclass
