@@ -122,6 +122,18 @@ WORKER_HEARTBEAT = Gauge(
 )
 
 
+LOOP_OUTCOMES = ("Completed", "Failed", "Stopped", "Expired")
+
+
+def initialise_loop_series() -> None:
+    """Export the loop series at zero before the first event: a rate() then sees the first change,
+    instead of a series that appears already counted and never increases in a short window."""
+    for status in LOOP_OUTCOMES:
+        LOOP_DURATION.labels(status)
+        EVENTS_INGESTED.labels(status)
+        EVENTS_DUPLICATE.labels(status)
+
+
 def serve(port: int, addr: str | None = None) -> None:
     """Serve /metrics; aggregates the children's files when multiprocess mode is on."""
     if addr is None:

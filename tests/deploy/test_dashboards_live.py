@@ -54,10 +54,9 @@ from celery import Celery
 from kombu.entity import Queue
 
 from hitl.settings import Settings
-from hitl.stack import procs
-from hitl.stack.local import read_env_file
 from tests.deploy.dashboards import PanelQuery, panel_queries
 from tests.deploy.prom import Prometheus, PrometheusError, running_prometheus
+from tests.integration.conftest import running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -89,13 +88,6 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
-
-
-def _free_port_range(count: int) -> int:
-    for start in range(30000, 40000, 97):
-        if not any(procs.port_open(start + i) for i in range(count)):
-            return start
-    raise RuntimeError("no free port range")
 
 
 class Stack:
@@ -146,38 +138,21 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
     run_dir = tmp_path_factory.mktemp("dashboards-stack")
-    stack_redis = redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
-    redis_lib.Redis.from_url(stack_redis).flushdb()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("HITL_", "AWS_"))},
-        "HITL_RUN_DIR": str(run_dir),
-        "HITL_REDIS_URL": stack_redis,
+    settings = {
         "HITL_KEY_PREFIX": KEY_PREFIX,
         "HITL_BUCKET": BUCKET,
         "HITL_DETECT_BACKEND": "local",
         "HITL_WORKER_CONCURRENCY": "1",
         "HITL_MODEL_CACHE_SECONDS": "2",
-        "HITL_PARAMS_CACHE_SECONDS": "1",
         "HITL_LOOP_LABELS": json.dumps(["face"]),
         "HITL_MAX_DELIVERIES": str(MAX_DELIVERIES),
         "HITL_REVIEW_API_RATE_PER_SECOND": "1",
         "HITL_SQS_MAX_RECEIVE_COUNT": "1",
         "HITL_INGEST_WAIT_SECONDS": "1",
         "HITL_INGEST_VISIBILITY_SECONDS": "5",
-        "HITL_STACK_MOTO_PORT": str(procs.free_port()),
-        "HITL_REVIEW_PORT": str(procs.free_port()),
-        "HITL_STACK_METRICS_BASE_PORT": str(_free_port_range(10)),
     }
-    up = subprocess.run([HITL, "stack", "up"], env=env, capture_output=True, text=True, timeout=180, check=False)
-    started = Stack(run_dir, env)
-    if up.returncode != 0:
-        subprocess.run([HITL, "stack", "down"], env=env, capture_output=True, check=False, timeout=120)
-        raise RuntimeError(f"stack up failed: {up.stderr[-3000:]}\n{started.logs()}")
-    started.env = {**env, **read_env_file(run_dir / "stack.env")}
-    try:
-        yield started
-    finally:
-        subprocess.run([HITL, "stack", "down"], env=started.env, capture_output=True, check=False, timeout=120)
+    with running_stack(run_dir, redis_url, REDIS_DB, settings) as env:
+        yield Stack(run_dir, env)
 
 
 class PanelWatch:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -71,29 +72,42 @@ class LocalStack:
         return (self.run_dir / "logs" / f"{name}.log").read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[LocalStack]:
-    run_dir = tmp_path_factory.mktemp("stack")
-    stack_redis = redis_url.rsplit("/", 1)[0] + f"/{STACK_REDIS_DB}"
+@contextlib.contextmanager
+def running_stack(run_dir: Path, redis_url: str, db: int, settings: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``hitl stack up`` as a subprocess on free ports and its own (flushed) Redis database; yields
+    the environment a client of that stack uses (``settings`` plus ``stack.env``); ``down`` after."""
+    stack_redis = redis_url.rsplit("/", 1)[0] + f"/{db}"
     redis_lib.Redis.from_url(stack_redis).flushdb()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("HITL_", "AWS_"))},
         "HITL_RUN_DIR": str(run_dir),
         "HITL_REDIS_URL": stack_redis,
-        "HITL_KEY_PREFIX": "hitlit",
-        "HITL_BUCKET": "hitl-it",
-        "HITL_DETECT_BACKEND": "fixed",
         "HITL_PARAMS_CACHE_SECONDS": "1",
         "HITL_STACK_MOTO_PORT": str(procs.free_port()),
         "HITL_REVIEW_PORT": str(procs.free_port()),
         "HITL_STACK_METRICS_BASE_PORT": str(_free_port_range(10)),
-        "HITL_WORKER_CONCURRENCY": "2",
+        **settings,
     }
     up = subprocess.run([HITL, "stack", "up"], env=env, capture_output=True, text=True, timeout=180, check=False)
     if up.returncode != 0:
         logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in (run_dir / "logs").glob("*.log"))
-        subprocess.run([HITL, "stack", "down"], env=env, check=False)
-        raise RuntimeError(f"stack up failed: {up.stderr}\n{logs}")
+        subprocess.run([HITL, "stack", "down"], env=env, check=False, capture_output=True, timeout=120)
+        raise RuntimeError(f"stack up failed: {up.stderr[-3000:]}\n{logs}")
     stack_env = {**env, **read_env_file(run_dir / "stack.env")}
-    yield LocalStack(run_dir=run_dir, env=stack_env)
-    subprocess.run([HITL, "stack", "down"], env=stack_env, capture_output=True, check=False, timeout=120)
+    try:
+        yield stack_env
+    finally:
+        subprocess.run([HITL, "stack", "down"], env=stack_env, capture_output=True, check=False, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[LocalStack]:
+    run_dir = tmp_path_factory.mktemp("stack")
+    settings = {
+        "HITL_KEY_PREFIX": "hitlit",
+        "HITL_BUCKET": "hitl-it",
+        "HITL_DETECT_BACKEND": "fixed",
+        "HITL_WORKER_CONCURRENCY": "2",
+    }
+    with running_stack(run_dir, redis_url, STACK_REDIS_DB, settings) as env:
+        yield LocalStack(run_dir=run_dir, env=env)

@@ -77,6 +77,7 @@ class Ingestor:
         self.status = LoopStatusWriter(settings, index=self.index, records=self.records)
         self.redispatch = redispatch
         self.client = client
+        metrics.initialise_loop_series()
 
     # --- entry points -----------------------------------------------------------------------------
     def handle_message(self, message: dict[str, Any]) -> None:
