@@ -32,9 +32,17 @@ def detector() -> Detector:
 
 
 @app.task(name=DETECT_TASK, base=PipelineTask, bind=True, max_retries=MODEL_WAIT_RETRIES)
-def detect(self: Any, image_id: str, uri: str, source: str = "api", enqueued_at: float | None = None) -> None:
+def detect(
+    self: Any,
+    image_id: str,
+    uri: str,
+    source: str = "api",
+    enqueued_at: float | None = None,
+    annotate: bool = False,
+) -> None:
     try:
-        detector().run(DetectRequest(image_id=image_id, uri=uri, source=source, enqueued_at=enqueued_at))
+        request = DetectRequest(image_id=image_id, uri=uri, source=source, enqueued_at=enqueued_at, annotate=annotate)
+        detector().run(request)
     except ModelNotReady as exc:
         if self.request.retries >= MODEL_WAIT_RETRIES:
             ImageIndex(get_settings()).update(image_id, state="dead_lettered", reason="model_not_ready")

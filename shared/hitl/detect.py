@@ -35,6 +35,7 @@ class DetectRequest:
     uri: str
     source: str = "api"
     enqueued_at: float | None = None
+    annotate: bool = False
 
 
 class Detector:
@@ -119,10 +120,10 @@ class Detector:
         )
         sample_seq = (
             self.index.sample_sequence(snapshot.sampling_epoch, request.image_id)
-            if policy.review_enabled and policy.sampling_enabled
+            if policy.review_enabled and policy.sampling_enabled and not request.annotate
             else None
         )
-        decision = route(predictions, policy, sample_seq)
+        decision = route(predictions, policy, sample_seq, annotate=request.annotate)
         record = DetectionRecord(
             detection_id=detection_id_for(request.image_id),
             image_id=request.image_id,

@@ -52,12 +52,11 @@ class Client:
         self.index.reject(image_id, name, reason, detail, source)
         return Submission("rejected", name, image_id=image_id, reason=reason, detail=detail)
 
-    def _enqueue(self, image_id: str, uri: str, source: str) -> None:
-        self.celery.send_task(
-            DETECT_TASK,
-            kwargs={"image_id": image_id, "uri": uri, "source": source, "enqueued_at": time.time()},
-            queue="detect",
-        )
+    def _enqueue(self, image_id: str, uri: str, source: str, annotate: bool = False) -> None:
+        kwargs = {"image_id": image_id, "uri": uri, "source": source, "enqueued_at": time.time()}
+        if annotate:
+            kwargs["annotate"] = True
+        self.celery.send_task(DETECT_TASK, kwargs=kwargs, queue="detect")
 
     def submit_bytes(self, data: bytes, name: str, source: str = "api") -> Submission:
         try:
@@ -87,8 +86,9 @@ class Client:
             return self._reject(str(path), "unreadable", str(exc), source)
         return self.submit_bytes(path.read_bytes(), str(path), source)
 
-    def submit_s3_object(self, uri: str, source: str = "s3") -> Submission:
-        """An object already in the bucket: hashed where it is, not copied."""
+    def submit_s3_object(self, uri: str, source: str = "s3", annotate: bool = False) -> Submission:
+        """An object already in the bucket: hashed where it is, not copied. ``annotate``: the image
+        goes to human review whatever the model's confidence (model-assisted annotation)."""
         try:
             bucket, key = aws.parse_s3_uri(uri)
         except ValueError as exc:
@@ -111,7 +111,7 @@ class Client:
         image_id = content_id(data)
         if not self.index.claim(image_id, uri, source):
             return Submission("duplicate", uri, image_id=image_id, uri=uri)
-        self._enqueue(image_id, uri, source)
+        self._enqueue(image_id, uri, source, annotate)
         return Submission("queued", uri, image_id=image_id, uri=uri)
 
     def submit_many(

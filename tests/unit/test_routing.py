@@ -77,3 +77,10 @@ def test_is_audit_sample(seq: int | None, interval: int, expected: bool) -> None
 def test_exactly_one_in_n_over_a_count() -> None:
     sampled = [s for s in range(1, 1001) if is_audit_sample(s, 100)]
     assert sampled == list(range(100, 1001, 100))
+
+
+def test_annotation_always_goes_to_review_and_is_not_sampled() -> None:
+    decision = route([pred("face", 99.9)], policy(review_enabled=False), sample_seq=None, annotate=True)
+    assert decision.reasons == ["annotation"]
+    assert decision.top_confidence == pytest.approx(99.9)
+    assert route([], policy(), sample_seq=10, annotate=True).reasons == ["annotation"]

@@ -111,6 +111,35 @@ def submit(
 
 
 @app.command()
+def annotate(
+    prefix: Annotated[str, typer.Argument(help="s3://bucket/prefix of unlabelled images")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=32)] = 4,
+) -> None:
+    """Model-assisted annotation: the serving model labels every image under PREFIX and each becomes
+    a review task prefilled with its prediction (boxes to adjust, or nothing found: plain labelling);
+    the answers join the labelled dataset for the next version."""
+    from hitl.submit import Client
+
+    client = Client()
+    if not prefix.startswith(f"s3://{client.settings.bucket}/"):
+        console.print(f"[red]{prefix} is not under the configured bucket s3://{client.settings.bucket}/[/]")
+        raise typer.Exit(2)
+    items = list(client.list_s3(prefix))
+    results = list(
+        client.submit_many(items, lambda uri: client.submit_s3_object(uri, source="annotate", annotate=True), jobs)
+    )
+    if as_json:
+        _emit_json([r.as_dict() for r in results])
+    else:
+        for r in results:
+            typer.echo(f"{r.outcome:9} {r.image_id or '-':64}  {r.name}  {r.reason or ''}")
+        typer.echo(f"{sum(r.outcome == 'queued' for r in results)} of {len(results)} images sent for annotation")
+    if any(r.outcome == "rejected" for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
 def status(
     image_id: Annotated[str, typer.Argument(help="image id (or a unique prefix of it)")],
     as_json: Annotated[bool, typer.Option("--json")] = False,

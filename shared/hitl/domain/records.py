@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-RouteReason = Literal["low_confidence", "audit"]
+# annotation: an operator asked for this image to be labelled (model-assisted annotation).
+RouteReason = Literal["low_confidence", "audit", "annotation"]
 
 
 class PixelBox(BaseModel):

@@ -25,12 +25,18 @@ def is_audit_sample(sequence: int | None, interval: int) -> bool:
     return sequence is not None and interval > 0 and sequence % interval == 0
 
 
-def route(predictions: Sequence[Prediction], policy: RoutingPolicy, sample_seq: int | None) -> RouteDecision:
+def route(
+    predictions: Sequence[Prediction], policy: RoutingPolicy, sample_seq: int | None, annotate: bool = False
+) -> RouteDecision:
     """Low confidence: nothing found, or the most confident label below its threshold.
 
     The audit sample is independent of confidence: a sampled detection that is also low-confidence
-    carries both reasons (and later shares one human loop).
+    carries both reasons (and later shares one human loop). An image submitted for annotation always
+    goes to review, prefilled with the model's prediction.
     """
+    if annotate:
+        top = max(predictions, key=lambda p: p.confidence, default=None)
+        return RouteDecision(reasons=["annotation"], top_confidence=top.confidence if top else None, sample_seq=None)
     if not policy.review_enabled:
         return RouteDecision(reasons=[], sample_seq=sample_seq)
     top = max(predictions, key=lambda p: p.confidence, default=None)

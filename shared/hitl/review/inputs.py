@@ -1,7 +1,7 @@
 """The InputContent contract between the dispatcher and the review service.
 
 ``{"taskObject": "s3://bucket/key", "initialValue": <prediction>, "labels": [...],
-"routeReason": "low_confidence" | "audit", ...}``; unknown keys are kept and ignored.
+"routeReason": "low_confidence" | "audit" | "annotation", ...}``; unknown keys are kept and ignored.
 ``initialValue`` per task type (all optional):
 
 - BoundingBox: ``[{"label", "left", "top", "width", "height", "confidence"}]`` in pixels;
