@@ -27,15 +27,15 @@ REPORT = ROOT / ".run" / "demo-report.json"
 PLOT = ROOT / ".run" / "demo-report.png"
 HITL = str(Path(sys.executable).parent / "hitl")
 REDIS_URL = os.environ.get("HITL_DEMO_REDIS_URL", "redis://127.0.0.1:6379/11")
-STREAM_IMAGES = int(os.environ.get("HITL_DEMO_IMAGES", "300"))
-STREAM_SECONDS = float(os.environ.get("HITL_DEMO_STREAM_SECONDS", "200"))
+STREAM_IMAGES = int(os.environ.get("HITL_DEMO_IMAGES", "400"))
+STREAM_SECONDS = float(os.environ.get("HITL_DEMO_STREAM_SECONDS", "230"))
 SEED_IMAGES = 10
 TEST_IMAGES = 200
 # Demo parameters (SSM). The model's confidences crowd near 100 (median ≈ 99.6 in this demo), so the
-# review threshold sits at 99.5: about half the images go to reviewers and labels accumulate
+# review threshold sits at 99.8: more than half the images go to reviewers and labels accumulate
 # quickly. An audit sample every 6th image.
 DEMO_PARAMS = {
-    "Minimum-Label-Detection-Confidence": "99.5",
+    "Minimum-Label-Detection-Confidence": "99.8",
     "Human-Sampling-Interval": "6",
     "Minimum-Untrained-Images": "40",
     "Minimum-F1-Score": "0.7",
@@ -211,24 +211,13 @@ def main() -> None:
 
 def build_report(settings: Any, registry: Any, image_ids: list[str], stream: list[Any], state: Any) -> dict[str, Any]:
     from hitl.adapters.records import RecordStore
+    from hitl.cli.models import version_rows
     from hitl.domain.audit_stats import proportion
     from hitl.domain.matching import LabelledBox, match_boxes
     from hitl.loops.audit import AuditStore
     from hitl.loops.dataset import LabelledDataset
 
-    versions = []
-    for version in registry.versions():
-        meta = registry.describe(version)
-        versions.append(
-            {
-                "version": meta.version,
-                "f1": meta.f1,
-                "promoted": any(h["status"] == "serving" for h in meta.history),
-                "status": meta.status,
-                "train_images": meta.info.get("train_images"),
-                "train_seconds": meta.info.get("train_seconds"),
-            }
-        )
+    versions = version_rows(registry)
     entries = [state.hgetall(settings.key("image", i)) for i in image_ids]
     audits = AuditStore(settings)
     tp = fp = 0

@@ -5,22 +5,39 @@ prefilled with its prediction, and the answers join the labelled dataset."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hitl.domain.records import DetectionRecord
-from tests.integration.conftest import LocalStack
+from tests.integration.conftest import LocalStack, running_stack
 from tests.integration.images import valid_image
 from tests.loops.test_loops_integration import dataset_keys, index, run_reviewer, truth_line, wait_until
 
 pytestmark = pytest.mark.integration
+ANNOTATE_REDIS_DB = 9
+
+
+@pytest.fixture(scope="module")
+def annotate_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[LocalStack]:
+    """A stack of its own: annotation adds loops and dataset lines that other tests count exactly."""
+    run_dir = tmp_path_factory.mktemp("annotate-stack")
+    settings = {
+        "HITL_KEY_PREFIX": "hitlann",
+        "HITL_BUCKET": "hitl-annotate",
+        "HITL_DETECT_BACKEND": "fixed",
+        "HITL_WORKER_CONCURRENCY": "1",
+        "HITL_INGEST_WAIT_SECONDS": "2",
+    }
+    with running_stack(run_dir, redis_url, ANNOTATE_REDIS_DB, settings) as env:
+        yield LocalStack(run_dir=run_dir, env=env)
 
 
 def test_annotate_sends_every_image_to_review_and_labels_join_the_dataset(
-    loops_stack: LocalStack, tmp_path: Path
+    annotate_stack: LocalStack, tmp_path: Path
 ) -> None:
-    stack = loops_stack
+    stack = annotate_stack
     stack.cli("params", "set", "Minimum-Label-Detection-Confidence", "0")  # nothing is "low confidence"
     s3 = stack.client("s3")
     for i in range(4):

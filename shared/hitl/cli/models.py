@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from hitl.model.registry import ModelRegistry
 
 models_app = typer.Typer(help="Model versions in the registry (S3).", no_args_is_help=True)
 
 
-@models_app.command("list")
-def list_versions(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Every version with its status, F1 on its test set, parent and training size."""
-    from hitl.model.registry import ModelRegistry
-
-    registry = ModelRegistry()
+def version_rows(registry: ModelRegistry) -> list[dict[str, Any]]:
+    """One summary per version, oldest first (also the demo report's ``versions``)."""
     serving = registry.serving_version()
     rows = []
     for version in registry.versions():
@@ -24,14 +23,25 @@ def list_versions(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
         rows.append(
             {
                 "version": meta.version,
+                "f1": meta.f1,
+                "promoted": any(h["status"] == "serving" for h in meta.history),
                 "status": meta.status,
                 "serving": meta.version == serving,
-                "f1": meta.f1,
                 "parent": meta.parent,
                 "created_at": meta.created_at,
                 "train_images": meta.info.get("train_images"),
+                "train_seconds": meta.info.get("train_seconds"),
             }
         )
+    return rows
+
+
+@models_app.command("list")
+def list_versions(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every version with its status, F1 on its test set, parent and training size."""
+    from hitl.model.registry import ModelRegistry
+
+    rows = version_rows(ModelRegistry())
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return

@@ -89,6 +89,30 @@ def _ensure_bucket(settings: Settings) -> None:
     )
 
 
+def _route_events(
+    settings: Settings,
+    rule: str,
+    pattern: dict[str, list[str]],
+    queue: tuple[str, str],
+    target_id: str,
+    description: str,
+) -> str:
+    """An EventBridge rule on the bus, targeting the queue (url, arn), and the queue's policy for it."""
+    events = aws.client("events")
+    rule_arn = str(
+        events.put_rule(
+            Name=rule,
+            EventBusName=settings.event_bus,
+            EventPattern=json.dumps(pattern),
+            State="ENABLED",
+            Description=description,
+        )["RuleArn"]
+    )
+    events.put_targets(Rule=rule, EventBusName=settings.event_bus, Targets=[{"Id": target_id, "Arn": queue[1]}])
+    _allow(queue[0], queue[1], "events.amazonaws.com", rule_arn)
+    return rule_arn
+
+
 def bootstrap(settings: Settings) -> Resources:
     _ensure_bucket(settings)
     up_url, up_arn, up_dlq = _ensure_queue(settings.uploads_queue, settings)
@@ -110,37 +134,25 @@ def bootstrap(settings: Settings) -> Resources:
         },
     )
 
-    events = aws.client("events")
     sources = sorted({A2I_AWS_SOURCE, settings.a2i_event_source})
-    rule_arn = events.put_rule(
-        Name=settings.a2i_rule_name,
-        EventBusName=settings.event_bus,
-        EventPattern=json.dumps({"source": sources, "detail-type": [A2I_DETAIL_TYPE]}),
-        State="ENABLED",
-        Description="A2I human loop status changes to the ingestor's queue",
-    )["RuleArn"]
-    events.put_targets(
-        Rule=settings.a2i_rule_name,
-        EventBusName=settings.event_bus,
-        Targets=[{"Id": "ingestor-queue", "Arn": ev_arn}],
+    rule_arn = _route_events(
+        settings,
+        settings.a2i_rule_name,
+        {"source": sources, "detail-type": [A2I_DETAIL_TYPE]},
+        (ev_url, ev_arn),
+        "ingestor-queue",
+        "A2I human loop status changes to the ingestor's queue",
     )
-    _allow(ev_url, ev_arn, "events.amazonaws.com", rule_arn)
-
     # Training notices (started, rejected, deployed, …) for operators and the demo's report.
     no_url, no_arn, _ = _ensure_queue(settings.notifications_queue, settings)
-    notices_arn = events.put_rule(
-        Name=settings.notifications_rule_name,
-        EventBusName=settings.event_bus,
-        EventPattern=json.dumps({"source": [settings.training_event_source]}),
-        State="ENABLED",
-        Description="Model training notices to the notifications queue",
-    )["RuleArn"]
-    events.put_targets(
-        Rule=settings.notifications_rule_name,
-        EventBusName=settings.event_bus,
-        Targets=[{"Id": "notifications-queue", "Arn": no_arn}],
+    _route_events(
+        settings,
+        settings.notifications_rule_name,
+        {"source": [settings.training_event_source]},
+        (no_url, no_arn),
+        "notifications-queue",
+        "Model training notices to the notifications queue",
     )
-    _allow(no_url, no_arn, "events.amazonaws.com", notices_arn)
 
     ParameterStore(settings).ensure_defaults()
     return Resources(settings.bucket, up_url, up_arn, up_dlq, ev_url, ev_arn, ev_dlq, rule_arn)
