@@ -39,9 +39,8 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -56,7 +55,7 @@ from kombu.entity import Queue
 from hitl.settings import Settings
 from tests.deploy.dashboards import PanelQuery, panel_queries
 from tests.deploy.prom import Prometheus, PrometheusError, running_prometheus
-from tests.integration.conftest import running_stack
+from tests.integration.conftest import running_stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -77,17 +76,6 @@ PARAMS = {
 }
 A2I_DETAIL_TYPE = "SageMaker A2I HumanLoop Status Change"
 SCRAPED = ("detector", "dispatcher", "ingestor", "reconciler", "trainer", "intake", "monitor", "review")
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 class Stack:

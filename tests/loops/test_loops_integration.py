@@ -20,7 +20,7 @@ from kombu.entity import Queue
 from hitl.domain.records import DetectionRecord
 from hitl.loops.names import loop_name_for
 from hitl.stack import procs
-from tests.integration.conftest import LocalStack
+from tests.integration.conftest import LocalStack, wait_until
 from tests.integration.images import valid_image, write
 
 pytestmark = pytest.mark.integration
@@ -36,17 +36,6 @@ DETAIL_TYPE = "SageMaker A2I HumanLoop Status Change"
 def fixed_confidence(data: bytes) -> float:
     """The ``fixed`` backend's confidence for these bytes (hitl.adapters.detection.FixedBackend)."""
     return float(int.from_bytes(hashlib.blake2b(data, digest_size=2).digest(), "big") % 1000) / 10.0
-
-
-def wait_until(check, timeout: float, what: str, interval: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 def a2i(stack: LocalStack) -> Any:
