@@ -2,8 +2,8 @@
 
 - ``moto_endpoint``: moto's server over HTTP on a free loopback port, one per test session; the AWS
   variables point boto3 at it (``AWS_ENDPOINT_URL``), exactly as ``.run/stack.env`` does.
-- ``redis_url``: the machine's Redis (127.0.0.1:6379), on a database number kept for tests and
-  flushed at the start of the session; a Redis is started from Debian's package if none answers.
+- ``redis_url``: a private ``redis-server`` (Debian's package) on a free loopback port, one per test
+  session, so the machine's Redis is left as it was found.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis as redis_lib
 
 from hitl import aws
 from hitl.settings import Settings, get_settings
@@ -58,20 +57,26 @@ def moto_endpoint(run_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url(run_dir: Path) -> Iterator[str]:
-    started: procs.ProcessGroup | None = None
-    if not procs.port_open(6379):
-        server = shutil.which("redis-server")
-        if server is None:
-            subprocess.run(["apt-get", "install", "-y", "redis-server"], check=True)
-            server = "redis-server"
-        started = procs.ProcessGroup(run_dir / "redis")
-        started.start("redis", [server, "--bind", "127.0.0.1", "--port", "6379", "--save", ""])
-        procs.wait_until(lambda: procs.port_open(6379), 15, "redis")
-    url = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
-    redis_lib.Redis.from_url(url).flushdb()
-    yield url
-    if started:
-        started.stop_all()
+    """A private ``redis-server`` on a free loopback port for this test session.
+
+    The machine's Redis on 6379 is never touched, and two test sessions (two checkouts) never share
+    keys. Persistence is off: nothing outlives the session.
+    """
+    server = shutil.which("redis-server")
+    if server is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True)
+        server = "redis-server"
+    group = procs.ProcessGroup(run_dir / "redis")
+    port = procs.free_port()
+    data_dir = run_dir / "redis" / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    group.start(
+        "redis",
+        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(data_dir)],
+    )
+    procs.wait_until(lambda: procs.port_open(port), 15, "redis")
+    yield f"redis://127.0.0.1:{port}/{TEST_REDIS_DB}"
+    group.stop_all()
 
 
 @pytest.fixture(scope="session")
