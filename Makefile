@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 APT_LISTS := $(wildcard deploy/apt-packages/*.txt)
 
-.PHONY: demo test bench up down lint venv apt tools model model-backbone clean lock
+.PHONY: demo test bench chaos up down lint venv apt tools model model-backbone clean lock
 
 demo: venv apt model
 	$(BIN)/python -m hitl.demo
@@ -20,6 +20,11 @@ test: venv apt tools model
 bench: venv apt model
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_model.py
+
+# The full chaos run (2,000 images, seeded faults; HITL_CHAOS_SEED overrides the seed):
+# writes bench/results/chaos.json and chaos.png. `make test` runs only the smoke version.
+chaos: venv apt
+	$(BIN)/python -m tests.chaos --scale full
 
 up: venv apt model
 	$(BIN)/hitl stack up

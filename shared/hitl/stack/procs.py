@@ -8,6 +8,7 @@ stopping reads those pid files and signals exactly those processes (their proces
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -79,7 +80,25 @@ class ProcessGroup:
         )
         log.close()
         (self.pid_dir / f"{name}.pid").write_text(str(proc.pid))
+        self._save_command(name, argv, env)
         return proc.pid
+
+    def _command_file(self, name: str) -> Path:
+        return self.pid_dir / f"{name}.cmd.json"
+
+    def _save_command(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None) -> None:
+        """How ``name`` was started (its argv and the environment it was given beyond our own), so it
+        can be restarted alike; owner-only, as the stack's environment names its local keys."""
+        path = self._command_file(name)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps({"argv": list(argv), "env": dict(env or {})}))
+
+    def restart(self, name: str, extra_env: Mapping[str, str] | None = None, grace: float = 15.0) -> int:
+        """Stop ``name`` if it runs, then start it again with the argv and environment it was started
+        with (plus ``extra_env``)."""
+        command = json.loads(self._command_file(name).read_text())
+        self.stop(name, grace)
+        return self.start(name, command["argv"], {**command["env"], **(extra_env or {})})
 
     def pid(self, name: str) -> int | None:
         path = self.pid_dir / f"{name}.pid"
