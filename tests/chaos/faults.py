@@ -51,11 +51,18 @@ class Fault:
 
 
 def make_plan(scale: Scale, seed: int) -> list[Planned]:
-    rng = random.Random(seed)  # noqa: S311 - a reproducible schedule, not a secret
+    rng = random.Random(seed)
     kinds = list(scale.kinds)
     rng.shuffle(kinds)
     pool = [k for k in scale.kinds if k not in ("review_throttle",)]  # throttling once
     kinds += [rng.choice(pool) for _ in range(scale.extra_faults)]
+    # Replays need finished loops to replay: none in the first third of the run.
+    first = max(1, len(kinds) // 3)
+    kinds = (
+        [k for k in kinds[:first] if not k.startswith("replay")]
+        + [k for k in kinds if k.startswith("replay") and k in kinds[:first]]
+        + kinds[first:]
+    )
     plan = []
     for kind in kinds:
         if kind == "moto_pause":
@@ -172,7 +179,7 @@ class Injector:
                     break
                 try:
                     self._apply(planned)
-                except Exception as exc:  # noqa: BLE001 - logged with the fault, the run goes on
+                except Exception as exc:
                     fault = self._begin(planned.kind, "-")
                     self._end(fault, f"{type(exc).__name__}: {exc}")
             for timer in self._timers:
@@ -182,7 +189,7 @@ class Injector:
 
     def _apply(self, planned: Planned) -> None:
         kind = planned.kind
-        rng = random.Random(planned.pick)  # noqa: S311
+        rng = random.Random(planned.pick)
         if kind.startswith("kill_main:"):
             self._kill_main(kind.split(":", 1)[1], planned.duration)
         elif kind == "kill_child":
@@ -228,7 +235,7 @@ class Injector:
             try:
                 fault.detail["new_pid"] = self._restart(name)
                 self._end(fault)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._end(fault, f"restart failed: {exc}")
             finally:
                 self._free(name)
@@ -271,7 +278,7 @@ class Injector:
             try:
                 fault.detail["new_pid"] = self._restart("review")
                 self._end(fault)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._end(fault, f"restart failed: {exc}")
             finally:
                 self._free("review")
@@ -287,7 +294,7 @@ class Injector:
             try:
                 self._restart("review", {"HITL_REVIEW_API_RATE_PER_SECOND": "0"})
                 self._end(fault)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._end(fault, f"restart failed: {exc}")
             finally:
                 self._free("review")
@@ -307,7 +314,7 @@ class Injector:
                 fault.detail["new_pid"] = self.redis_group.restart("redis")
                 procs.wait_until(lambda: _redis_loaded(self.redis_port), 60, "redis loaded its AOF")
                 self._end(fault)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._end(fault, f"restart failed: {exc}")
             finally:
                 self._free("redis")
@@ -318,7 +325,8 @@ class Injector:
     def _replay_dispatch(self, rng: random.Random) -> None:
         """Dispatch tasks sent again for detections that already have a loop (preferably finished)."""
         fault = self._begin("replay_dispatch", "dispatch")
-        routed = self.clients.routed_detections()
+        routed = self._candidates(lambda: [r for r in self.clients.routed_detections() if r[2] == "Completed"])
+        routed = routed or self.clients.routed_detections()
         finished = [r for r in routed if r[2] in ("Completed",)]
         chosen = rng.sample(finished, min(REPLAYS_PER_FAULT, len(finished)))
         if len(chosen) < REPLAYS_PER_FAULT:
@@ -333,10 +341,21 @@ class Injector:
         fault.detail["replayed"] = [[i[:12], d, s] for i, d, s in chosen]
         self._end(fault)
 
+    def _candidates(self, find: Callable[[], list[Any]], wait: float = 60.0) -> list[Any]:
+        """What to replay; early in a run, wait a little for finished loops to exist."""
+        deadline = time.monotonic() + wait
+        while True:
+            found = find()
+            if len(found) >= REPLAYS_PER_FAULT or time.monotonic() > deadline or self.stop.is_set():
+                return found
+            time.sleep(1.0)
+
     def _replay_completed(self, rng: random.Random) -> None:
         """Completed events sent again to the events queue, as EventBridge delivers them."""
         fault = self._begin("replay_completed", "events")
-        completed = [n for n in self.clients.completed_loops() if n != self.clients.poison_loop]
+        completed = self._candidates(
+            lambda: [n for n in self.clients.completed_loops() if n != self.clients.poison_loop]
+        )
         chosen = rng.sample(completed, min(REPLAYS_PER_FAULT, len(completed)))
         a2i, sqs = self.clients.a2i(), self.clients.sqs()
         for name in chosen:

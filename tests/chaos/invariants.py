@@ -52,8 +52,17 @@ def _json_object(s3: Any, bucket: str, key: str) -> Any:
 
 
 def read_actual(
-    s3: Any, a2i: Any, sqs: Any, redis: Any, *, bucket: str, key_prefix: str, flow_arn: str,
-    image_ids: list[str], dlq_urls: dict[str, str], dataset: str = "human-labels",
+    s3: Any,
+    a2i: Any,
+    sqs: Any,
+    redis: Any,
+    *,
+    bucket: str,
+    key_prefix: str,
+    flow_arn: str,
+    image_ids: list[str],
+    dlq_urls: dict[str, str],
+    dataset: str = "human-labels",
 ) -> Actual:
     actual = Actual()
     for key in _list_keys(s3, bucket, "detections/"):
@@ -117,7 +126,9 @@ def judge(expected: Expected, actual: Actual) -> dict[str, Any]:
         broken.append(f"poison images recorded as detected: {poison_recorded}")
     if still_queued:
         states = Counter(actual.states.get(i, {}).get("state", "<none>") for i in still_queued)
-        broken.append(f"{len(still_queued)} accepted images not in a final state: {dict(states)}, e.g. {still_queued[:3]}")
+        broken.append(
+            f"{len(still_queued)} accepted images not in a final state: {dict(states)}, e.g. {still_queued[:3]}"
+        )
     if poison_not_dead:
         broken.append(f"poison images not dead_lettered in the index: {poison_not_dead}")
 
@@ -131,9 +142,7 @@ def judge(expected: Expected, actual: Actual) -> dict[str, Any]:
     lost_loops = sorted(i for i in routed if loop_name(i) not in loops_by_detection)
     duplicate_loops = sorted(n for n, names in loops_by_detection.items() if len(names) > 1)
     routed_names = {loop_name(i) for i in routed}
-    unexpected_loops = sorted(
-        n for n in loops_by_detection if n not in routed_names
-    )
+    unexpected_loops = sorted(n for n in loops_by_detection if n not in routed_names)
     if lost_loops:
         broken.append(f"{len(lost_loops)} routed detections have no loop, e.g. {lost_loops[:3]}")
     if duplicate_loops:
@@ -160,7 +169,9 @@ def judge(expected: Expected, actual: Actual) -> dict[str, Any]:
     by_source = Counter(str(line.get("source-ref")) for line in actual.lines.values())
     duplicate_lines = sorted(ref for ref, n in by_source.items() if n > 1)
     if missing_lines:
-        broken.append(f"{len(missing_lines)} answered low-confidence loops have no dataset line, e.g. {missing_lines[:3]}")
+        broken.append(
+            f"{len(missing_lines)} answered low-confidence loops have no dataset line, e.g. {missing_lines[:3]}"
+        )
     if extra_lines:
         broken.append(f"{len(extra_lines)} dataset lines without an answered low-confidence loop: {extra_lines[:3]}")
     if duplicate_lines:
@@ -179,7 +190,7 @@ def judge(expected: Expected, actual: Actual) -> dict[str, Any]:
 
     # 5. The dead-letter lists and queues hold exactly the injected poison, each once.
     dlq_images = Counter(str(e.get("kwargs", {}).get("image_id")) for e in actual.redis_dlq.get("detect", []))
-    if dict(dlq_images) != {i: 1 for i in expected.poison_images}:
+    if dict(dlq_images) != dict.fromkeys(expected.poison_images, 1):
         broken.append(f"detect dead letters {dict(dlq_images)} != the poison images, once each")
     for queue in ("dispatch", "ingest", "train"):
         if actual.redis_dlq.get(queue):
@@ -195,13 +206,15 @@ def judge(expected: Expected, actual: Actual) -> dict[str, Any]:
     sequences = sorted(int((r.get("route") or {}).get("sample_seq") or 0) for r in detected)
     sampling_ok = sequences == list(range(1, len(detected) + 1))
     wrong_audit = [
-        r["image_id"] for r in detected
+        r["image_id"]
+        for r in detected
         if ("audit" in ((r.get("route") or {}).get("reasons") or []))
         != (int((r.get("route") or {}).get("sample_seq") or 0) % expected.sampling_interval == 0)
     ]
     # The low-confidence route follows the threshold set for the run.
     misrouted = [
-        r["image_id"] for r in detected
+        r["image_id"]
+        for r in detected
         if ("low_confidence" in ((r.get("route") or {}).get("reasons") or []))
         != (max((x["confidence"] for x in r.get("labels") or []), default=-1.0) < expected.min_confidence)
     ]
@@ -214,9 +227,10 @@ def judge(expected: Expected, actual: Actual) -> dict[str, Any]:
 
     # 7. Forward-only loop status: no finished loop is shown open again.
     reopened = sorted(
-        i for i in routed
-        if loop_name(i) in completed and (mine[i].get("loop_status") != "Completed"
-                                          or actual.states.get(i, {}).get("loop_status") != "Completed")
+        i
+        for i in routed
+        if loop_name(i) in completed
+        and (mine[i].get("loop_status") != "Completed" or actual.states.get(i, {}).get("loop_status") != "Completed")
     )
     if reopened:
         broken.append(f"{len(reopened)} Completed loops shown as not Completed (record or index), e.g. {reopened[:3]}")

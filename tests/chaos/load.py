@@ -66,12 +66,14 @@ class Item:
 def plan(seed: int, images: int, poison: int) -> list[Item]:
     """``images`` items spread over the three entry points; ``poison`` of them kill their worker
     (one through the client, one through an S3 upload, ...)."""
-    rng = random.Random(seed)  # noqa: S311 - a reproducible load, not a secret
+    rng = random.Random(seed)
     items = [Item(i, ENTRY_POINTS[i % 3], image_bytes(seed, i)) for i in range(images - poison)]
     for n in range(poison):
         index = images - poison + n
         entry = ("client", "upload", "cli")[n % 3]
-        items.insert(rng.randrange(len(items) // 4, len(items)), Item(index, entry, image_bytes(seed, index, True), True))
+        items.insert(
+            rng.randrange(len(items) // 4, len(items)), Item(index, entry, image_bytes(seed, index, True), True)
+        )
     return items
 
 
@@ -154,7 +156,7 @@ class Submitters:
             try:
                 if attempt():
                     return
-            except Exception as exc:  # noqa: BLE001 - every failure is retried and counted
+            except Exception as exc:
                 self.accepted.failed(f"{what}: {type(exc).__name__}: {exc}")
             else:
                 self.accepted.failed(f"{what}: not accepted")
@@ -176,7 +178,11 @@ class Submitters:
             def attempt(folder: Path = folder, pending: dict[str, Item] = pending) -> bool:
                 result = subprocess.run(
                     [HITL, "submit", str(folder), "--json"],
-                    env=self.env, capture_output=True, text=True, timeout=300, check=False,
+                    env=self.env,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    check=False,
                 )
                 if result.returncode not in (0, 1):
                     raise RuntimeError(f"exit {result.returncode}: {result.stderr[-300:]}")

@@ -23,9 +23,23 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_smoke_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     seed = seed_from_env()
     run = subprocess.run(
-        [sys.executable, "-m", "tests.chaos", "--scale", "smoke", "--seed", str(seed), "--out", str(tmp_path),
-         "--no-results"],
-        cwd=ROOT, capture_output=True, text=True, timeout=380, check=False,
+        [
+            sys.executable,
+            "-m",
+            "tests.chaos",
+            "--scale",
+            "smoke",
+            "--seed",
+            str(seed),
+            "--out",
+            str(tmp_path),
+            "--no-results",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=380,
+        check=False,
     )
     result_file = tmp_path / "chaos-smoke.json"
     assert result_file.exists(), run.stdout[-4000:] + run.stderr[-4000:]
