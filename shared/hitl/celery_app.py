@@ -89,7 +89,7 @@ class PipelineTask(Task):  # type: ignore[misc]
         settings = get_settings()
         redis = connect(settings.redis_url)
         task_id = self.request.id or "eager"
-        queue = (self.request.delivery_info or {}).get("routing_key") or "unknown"
+        queue = (self.request.delivery_info or {}).get("routing_key") or _queue_of(self.name)
         counter = settings.key("deliveries", task_id)
         deliveries = int(redis.incr(counter))
         redis.expire(counter, DELIVERY_TTL_SECONDS)
@@ -148,7 +148,7 @@ class PipelineTask(Task):  # type: ignore[misc]
         image_id = kwargs.get("image_id")
         if not isinstance(image_id, str):
             return
-        queue = self.name.split(".")[1] if "." in self.name else self.name
+        queue = _queue_of(self.name)
         if self.name == "hitl.detect":
             ImageIndex(get_settings()).update(image_id, state="dead_lettered", reason=reason)
         elif queue == "dispatch":
@@ -182,6 +182,12 @@ class PipelineTask(Task):  # type: ignore[misc]
             self.on_dead_letter(dict(kwargs or {}), reason)
         except Exception:  # the dead-letter entry is written; the index is a view of it
             log.warning("dead_letter_state_not_recorded", task=self.name, exc_info=True)
+
+
+def _queue_of(task_name: str) -> str:
+    """The queue a task is routed to by name (``hitl.dispatch.start_loop`` → ``dispatch``)."""
+    parts = task_name.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in QUEUES else "unknown"
 
 
 def _ids(kwargs: Any) -> dict[str, Any]:
