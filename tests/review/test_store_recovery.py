@@ -13,7 +13,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -88,13 +87,23 @@ class PrivateMoto:
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
-@pytest.fixture
-def moto(tmp_path: Path) -> Iterator[PrivateMoto]:
-    server = PrivateMoto(procs.ProcessGroup(tmp_path / "moto"), procs.free_port())
+@pytest.fixture(scope="module")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMoto]:
+    server = PrivateMoto(procs.ProcessGroup(tmp_path_factory.mktemp("moto")), procs.free_port())
     server.start()
     yield server
     server.resume()
     server.stop()
+
+
+@pytest.fixture
+def moto(moto_server: PrivateMoto) -> PrivateMoto:
+    """The module's moto, running and with no events left from an earlier test."""
+    moto_server.resume()
+    if not procs.port_open(moto_server.port):
+        moto_server.start()
+    moto_server.events()
+    return moto_server
 
 
 CONFIG = ServiceConfig(
