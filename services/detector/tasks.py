@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from hitl import requeue as stale
 from hitl.adapters.detection import ModelNotReady, create_backend
 from hitl.adapters.redis_index import ImageIndex
 from hitl.celery_app import PipelineTask, app
@@ -16,8 +16,6 @@ from hitl.submit import DETECT_TASK
 
 log = get_logger("hitl.detector")
 MODEL_WAIT_RETRIES = 10
-STALE_AFTER_SECONDS = 600
-STALE_HORIZON_SECONDS = 7 * 24 * 3600
 
 _detector: Detector | None = None
 
@@ -52,32 +50,11 @@ def detect(
         raise self.retry(countdown=min(60, 2**self.request.retries)) from exc
 
 
-@app.task(name="hitl.detect.requeue_stale", base=PipelineTask, bind=True)
-def requeue_stale(self: Any) -> int:
-    """Re-send detection for images accepted long ago and still queued (a lost message)."""
-    settings = get_settings()
-    index = ImageIndex(settings)
-    if index.redis.llen("detect"):
-        # Still a backlog: a queued image may just be waiting its turn; resending would double it.
-        return 0
-    now = time.time()
-    stale = index.redis.zrangebyscore(settings.key("images"), now - STALE_HORIZON_SECONDS, now - STALE_AFTER_SECONDS)
-    requeued = 0
-    for member in stale:  # type: ignore[union-attr]
-        image_id = str(member)
-        entry = index.get(image_id)
-        if entry.get("state") == "queued" and entry.get("uri"):
-            app.send_task(
-                DETECT_TASK,
-                kwargs={
-                    "image_id": image_id,
-                    "uri": entry["uri"],
-                    "source": entry.get("source", "api"),
-                    "enqueued_at": now,
-                },
-                queue="detect",
-            )
-            requeued += 1
-    if requeued:
-        log.warning("stale_detections_requeued", count=requeued)
-    return requeued
+@app.task(name="hitl.detect.requeue_stale", base=PipelineTask, bind=True, retry_transient=False)
+def requeue_stale(self: Any, enqueued_at: float | None = None) -> int:
+    """Re-send detection for images still queued whose message was lost (see :mod:`hitl.requeue`)."""
+
+    def send(task_id: str, kwargs: dict[str, Any]) -> None:
+        app.send_task(DETECT_TASK, kwargs=kwargs, queue="detect", task_id=task_id)
+
+    return stale.requeue_stale(get_settings(), send)

@@ -12,7 +12,7 @@ from hitl.settings import get_settings
 RECONCILE_TASK = "hitl.ingest.reconcile"
 
 
-@app.task(name=RECONCILE_TASK, base=PipelineTask, bind=True)
+@app.task(name=RECONCILE_TASK, base=PipelineTask, bind=True, retry_transient=False)
 def reconcile(self: Any, enqueued_at: float | None = None) -> dict[str, int]:
     settings = get_settings()
     return Reconciler(settings, Ingestor(settings)).run()

@@ -30,7 +30,7 @@ def check(self: Any, force: bool = False, reason: str = "poll", enqueued_at: flo
     return outcome.as_dict()
 
 
-@app.task(name="hitl.train.poll", base=PipelineTask, bind=True)
+@app.task(name="hitl.train.poll", base=PipelineTask, bind=True, retry_transient=False)
 def poll(self: Any, enqueued_at: float | None = None) -> bool:
     """Beat sends this every minute; it checks when Automatic-Training-Poll-Frequency has passed,
     so a change of that parameter applies without restarting beat."""

@@ -7,7 +7,17 @@ Reliability choices (Redis broker, at-least-once):
   hand live work to a second worker;
 - :class:`PipelineTask` counts deliveries that ended without the task returning (the worker was
   killed): after ``max_deliveries`` the message goes to a Redis dead-letter list instead of
-  killing workers forever.
+  killing workers forever;
+- transient failures (connection errors, timeouts, 5xx, throttling) are retried by
+  :class:`PipelineTask` with exponential backoff and jitter up to ``task_retry_budget``; whatever
+  exhausts the budget, or fails for good, is dead-lettered with its reason before Celery sees the
+  failure;
+- ``task_acks_on_failure_or_timeout=True``, deliberately: by the time Celery sees a failure the
+  task's fate is already recorded (a retry message was published, or the dead-letter entry
+  written), so acking removes only a message that is accounted for. Rejecting instead would not
+  help on Redis (a reject without requeue deletes the message, silently) and requeueing would
+  replay poison forever. The soft time limit is below the hard one so a slow task is dead-lettered
+  (reason ``time_limit``) by the wrapper rather than killed mid-write.
 """
 
 from __future__ import annotations
@@ -17,13 +27,14 @@ import time
 from typing import Any
 
 from celery import Celery, Task
-from celery.exceptions import Retry
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 from kombu.entity import Queue
 
 from hitl import metrics
 from hitl.adapters.redis_index import connect
 from hitl.logs import get_logger
 from hitl.settings import get_settings
+from hitl.transient import backoff, is_transient, reason_of
 
 QUEUES = ("detect", "dispatch", "ingest", "train")
 DELIVERY_TTL_SECONDS = 7 * 24 * 3600
@@ -37,6 +48,7 @@ def create_app() -> Celery:
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,  # see the module docstring: failures are recorded first
         worker_prefetch_multiplier=1,
         task_soft_time_limit=settings.task_soft_time_limit,
         task_time_limit=settings.task_time_limit,
@@ -70,17 +82,19 @@ class PipelineTask(Task):  # type: ignore[misc]
     """Base task: delivery counting with a dead-letter list, runtime and queue-wait metrics."""
 
     abstract = True
+    # Periodic tasks (beat sends them again) are neither retried nor dead-lettered on failure.
+    retry_transient = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         settings = get_settings()
         redis = connect(settings.redis_url)
         task_id = self.request.id or "eager"
-        queue = (self.request.delivery_info or {}).get("routing_key") or "unknown"
+        queue = (self.request.delivery_info or {}).get("routing_key") or _queue_of(self.name)
         counter = settings.key("deliveries", task_id)
         deliveries = int(redis.incr(counter))
         redis.expire(counter, DELIVERY_TTL_SECONDS)
         if deliveries > settings.max_deliveries:
-            self._dead_letter(queue, args, kwargs, deliveries)
+            self._dead_letter(queue, args, kwargs, deliveries, reason="worker_lost")
             redis.delete(counter)
             return None
         enqueued_at = kwargs.get("enqueued_at")
@@ -95,12 +109,58 @@ class PipelineTask(Task):  # type: ignore[misc]
         except Retry:
             outcome = "retry"
             raise
+        except SoftTimeLimitExceeded:
+            if self.retry_transient:
+                self._dead_letter(queue, args, kwargs, deliveries, reason="time_limit")
+            raise
+        except Exception as exc:
+            if not self.retry_transient or self.request.called_directly:
+                raise
+            retries = int(self.request.retries or 0)
+            if is_transient(exc) and retries < settings.task_retry_budget:
+                outcome = "retry"
+                countdown = backoff(retries, settings.task_retry_backoff_initial, settings.task_retry_backoff_max)
+                metrics.TASK_RETRIES.labels(self.name, reason_of(exc)).inc()
+                log.warning(
+                    "task_retry_transient", task=self.name, task_id=self.request.id, retries=retries,
+                    countdown=round(countdown, 2), reason=reason_of(exc), error=str(exc)[:300],
+                    **_ids(kwargs),
+                )
+                self.on_transient(kwargs, exc)
+                raise self.retry(exc=exc, countdown=countdown, max_retries=settings.task_retry_budget) from exc
+            reason = reason_of(exc)
+            if is_transient(exc):
+                reason = f"{reason} after {retries} retries"
+            self._dead_letter(queue, args, kwargs, deliveries, reason=reason)
+            raise
         finally:
             # Reached on return, exception or retry: only a killed worker leaves the count raised.
             redis.delete(counter)
             metrics.TASK_SECONDS.labels(self.name, outcome).observe(time.perf_counter() - started)
 
-    def _dead_letter(self, queue: str, args: Any, kwargs: Any, deliveries: int) -> None:
+    def on_transient(self, kwargs: dict[str, Any], exc: BaseException) -> None:
+        """Called before a transient failure is retried (e.g. to show ``dispatch_pending``)."""
+
+    def on_dead_letter(self, kwargs: dict[str, Any], reason: str) -> None:
+        """Called after the message is in the dead-letter list: record the state where people look."""
+        from hitl.adapters.redis_index import ImageIndex
+
+        image_id = kwargs.get("image_id")
+        if not isinstance(image_id, str):
+            return
+        queue = _queue_of(self.name)
+        if self.name == "hitl.detect":
+            ImageIndex(get_settings()).update(image_id, state="dead_lettered", reason=reason)
+        elif queue == "dispatch":
+            from hitl.loops.status import LoopStatusWriter
+
+            detection_id = str(kwargs.get("detection_id") or "")
+            attempt = int(kwargs.get("attempt") or 0)
+            LoopStatusWriter(get_settings()).dead_lettered(image_id, detection_id, attempt, reason)
+
+    def _dead_letter(
+        self, queue: str, args: Any, kwargs: Any, deliveries: int, reason: str = "unspecified"
+    ) -> None:
         settings = get_settings()
         entry = {
             "task": self.name,
@@ -109,8 +169,28 @@ class PipelineTask(Task):  # type: ignore[misc]
             "args": args,
             "kwargs": kwargs,
             "deliveries": deliveries,
+            "reason": reason,
             "at": time.time(),
         }
         connect(settings.redis_url).lpush(settings.key("dlq", queue), json.dumps(entry, default=str))
         metrics.TASKS_DEAD_LETTERED.labels(queue).inc()
-        log.error("task_dead_lettered", task=self.name, task_id=self.request.id, queue=queue, deliveries=deliveries)
+        log.error(
+            "task_dead_lettered", task=self.name, task_id=self.request.id, queue=queue, deliveries=deliveries,
+            reason=reason, **_ids(kwargs),
+        )
+        try:
+            self.on_dead_letter(dict(kwargs or {}), reason)
+        except Exception:  # the dead-letter entry is written; the index is a view of it
+            log.warning("dead_letter_state_not_recorded", task=self.name, exc_info=True)
+
+
+def _queue_of(task_name: str) -> str:
+    """The queue a task is routed to by name (``hitl.dispatch.start_loop`` → ``dispatch``)."""
+    parts = task_name.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in QUEUES else "unknown"
+
+
+def _ids(kwargs: Any) -> dict[str, Any]:
+    if not isinstance(kwargs, dict):
+        return {}
+    return {k: kwargs[k] for k in ("image_id", "detection_id") if k in kwargs}

@@ -21,6 +21,7 @@ from hitl.domain.records import (
 )
 from hitl.domain.routing import RoutingPolicy, route
 from hitl.logs import get_logger
+from hitl.loops.status import LoopStatusWriter
 from hitl.params import ParameterStore
 from hitl.settings import Settings
 
@@ -55,6 +56,7 @@ class Detector:
         self.index = index or ImageIndex(settings)
         self.records = records or RecordStore(settings)
         self.limits = settings.image_limits()
+        self.loop_status = LoopStatusWriter(settings, index=self.index, records=self.records)
         self._serving: str | None = None
 
     def _note_serving(self, version: str) -> None:
@@ -146,7 +148,9 @@ class Detector:
         record_uri = self.records.put(record)
         if decision.review:
             # Sent before the index says "detected": a crash in between redelivers and re-sends, and the
-            # dispatcher is idempotent; the other order could lose the review.
+            # dispatcher is idempotent; the other order could lose the review. Marked pending first:
+            # reconciliation dispatches a pending detection whose loop never started.
+            self.loop_status.pending(request.image_id)
             self.celery.send_task(
                 DISPATCH_TASK,
                 kwargs={"image_id": request.image_id, "detection_id": record.detection_id, "enqueued_at": time.time()},
@@ -162,6 +166,8 @@ class Detector:
             top_confidence="" if record.top_confidence is None else f"{record.top_confidence:.2f}",
             record_uri=record_uri,
         )
+        # The record in S3 is the durable copy from here on: the index entry is kept for the retention period.
+        self.index.expire(request.image_id, self.settings.retention_days)
         metrics.DETECTIONS.labels(version, self.backend.name).inc()
         metrics.DETECTION_CONFIDENCE.labels(version).observe(record.top_confidence or 0.0)
         for label in record.labels:

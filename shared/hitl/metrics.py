@@ -110,6 +110,12 @@ TASK_SECONDS = Histogram(
 TASK_QUEUE_WAIT = Histogram(
     "hitl_task_queue_wait_seconds", "Time from publish to start of a Celery task", ["task"], buckets=WAIT_BUCKETS
 )
+TASK_RETRIES = Counter(
+    "hitl_task_retries_total", "Transient task failures retried with backoff", ["task", "reason"]
+)
+LOOPS_POISONED = Counter(
+    "hitl_loops_unappliable_total", "Finished loops reconciliation could not apply (recorded, skipped)", ["reason"]
+)
 TASKS_DEAD_LETTERED = Counter(
     "hitl_tasks_dead_lettered_total", "Celery tasks moved to the Redis dead-letter list", ["queue"]
 )

@@ -132,6 +132,19 @@ class Settings(BaseSettings):
     visibility_timeout: int = 3600
     max_deliveries: int = 3
 
+    # --- reliability: transient-failure retries, dead letters, retention (issue: nothing lost) ----
+    # Every task retries connection errors, timeouts, 5xx and throttling this many times, waiting
+    # initial * 2^n seconds (capped, with jitter) between tries; then it is dead-lettered with a reason.
+    task_retry_budget: int = 8
+    task_retry_backoff_initial: float = 2.0
+    task_retry_backoff_max: float = 300.0
+    # A routed detection with no loop after this long is dispatched again by reconciliation.
+    dispatch_pending_seconds: float = 900.0
+    # A queued image whose detect message is gone from the broker this long after its enqueue is re-sent.
+    requeue_stale_after_seconds: float = 600.0
+    # Redis entries kept once their durable copy exists (image hashes, ended loops, review loops).
+    retention_days: float = 30.0
+
     worker_concurrency: int = 0  # 0: one process per core
 
     # --- local stack (``make up``): loopback ports ------------------------------------------------

@@ -7,6 +7,7 @@ the reference. Submitting the same image again is recorded once.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -53,10 +54,21 @@ class Client:
         return Submission("rejected", name, image_id=image_id, reason=reason, detail=detail)
 
     def _enqueue(self, image_id: str, uri: str, source: str, annotate: bool = False) -> None:
-        kwargs = {"image_id": image_id, "uri": uri, "source": source, "enqueued_at": time.time()}
+        now = time.time()
+        task_id = str(uuid.uuid4())
+        kwargs = {"image_id": image_id, "uri": uri, "source": source, "enqueued_at": now}
         if annotate:
             kwargs["annotate"] = True
-        self.celery.send_task(DETECT_TASK, kwargs=kwargs, queue="detect")
+        self.celery.send_task(DETECT_TASK, kwargs=kwargs, queue="detect", task_id=task_id)
+        self.index.enqueued(image_id, task_id, now)
+
+    def _claim_and_enqueue(self, image_id: str, uri: str, source: str, annotate: bool = False) -> bool:
+        """Claim, then send. Safe to repeat: a claimed image whose message was never sent (a crash
+        in between) is sent now. False: a duplicate, already on its way or done."""
+        if not self.index.claim(image_id, uri, source) and not self.index.needs_enqueue(image_id):
+            return False
+        self._enqueue(image_id, uri, source, annotate)
+        return True
 
     def submit_bytes(self, data: bytes, name: str, source: str = "api") -> Submission:
         try:
@@ -67,13 +79,12 @@ class Client:
         extension = sniff_extension(data) or (Path(name).suffix.lstrip(".").lower() or "bin")
         key = f"{self.settings.images_prefix}{image_id}.{extension}"
         uri = self.settings.s3_uri(key)
-        if self.index.get(image_id).get("state"):
+        if self.index.get(image_id).get("state") and not self.index.needs_enqueue(image_id):
             return Submission("duplicate", name, image_id=image_id, uri=uri)
         # Content-addressed: a retried upload writes the same bytes to the same key.
         aws.client("s3").put_object(Bucket=self.settings.bucket, Key=key, Body=data)
-        if not self.index.claim(image_id, uri, source):
+        if not self._claim_and_enqueue(image_id, uri, source):
             return Submission("duplicate", name, image_id=image_id, uri=uri)
-        self._enqueue(image_id, uri, source)
         return Submission("queued", name, image_id=image_id, uri=uri)
 
     def submit_file(self, path: Path, source: str = "cli") -> Submission:
@@ -109,9 +120,8 @@ class Client:
                 return self._reject(uri, "not_found", f"{uri} does not exist", source)
             raise
         image_id = content_id(data)
-        if not self.index.claim(image_id, uri, source):
+        if not self._claim_and_enqueue(image_id, uri, source, annotate):
             return Submission("duplicate", uri, image_id=image_id, uri=uri)
-        self._enqueue(image_id, uri, source, annotate)
         return Submission("queued", uri, image_id=image_id, uri=uri)
 
     def submit_many(

@@ -88,7 +88,8 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
 @contextlib.contextmanager
 def running_stack(run_dir: Path, redis_url: str, db: int, settings: dict[str, str]) -> Iterator[dict[str, str]]:
     """``hitl stack up`` as a subprocess on free ports and its own (flushed) Redis database; yields
-    the environment a client of that stack uses (``settings`` plus ``stack.env``); ``down`` after."""
+    the environment a client of that stack uses (``settings`` plus ``stack.env``); ``down`` after,
+    and its Redis database flushed, so the stack leaves no keys behind."""
     stack_redis = redis_url.rsplit("/", 1)[0] + f"/{db}"
     redis_lib.Redis.from_url(stack_redis).flushdb()
     env = {
@@ -111,6 +112,8 @@ def running_stack(run_dir: Path, redis_url: str, db: int, settings: dict[str, st
         yield stack_env
     finally:
         subprocess.run([HITL, "stack", "down"], env=stack_env, capture_output=True, check=False, timeout=120)
+        # The stack's keys go with it: its database is its own.
+        redis_lib.Redis.from_url(stack_redis).flushdb()
 
 
 @pytest.fixture(scope="session")

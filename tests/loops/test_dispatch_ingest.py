@@ -1,9 +1,9 @@
-"""Dispatcher and ingestor against real Redis and moto's server (S3, SQS).
+"""Dispatcher and ingestor against real Redis, moto's server (S3, SQS) and the review service over HTTP.
 
-In-process fakes, only where nothing local can stand in: botocore's Stubber feeds the dispatcher's
-A2I client ThrottlingException / ServiceQuotaExceededException / ConflictException sequences
-(checked against the real service model), and the ingestor's re-dispatch is a recording callable
-instead of Celery.
+The review service is driven into the states the dispatcher must survive: throttling through its
+per-key rate limit, a conflict through a real second start with another input, an outage by
+stopping its process. The ingestor's re-dispatch is a recording callable instead of Celery, and
+Celery tasks run eagerly (``apply``) so no message reaches any broker.
 """
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 
-from hitl import aws
+from hitl import aws, metrics
 from hitl.adapters.records import RecordStore
-from hitl.adapters.redis_index import ImageIndex
+from hitl.adapters.redis_index import ImageIndex, connect
 from hitl.adapters.sqs import SqsConsumer
 from hitl.domain.a2i_events import HumanLoopStatusDetail
 from hitl.domain.records import DetectedLabel, DetectionRecord, PixelBox, RouteDecision, Timings, detection_id_for
@@ -29,9 +28,30 @@ from hitl.loops.dispatch import Dispatcher, DispatchExhausted
 from hitl.loops.ingest import Ingestor
 from hitl.loops.names import loop_name_for
 from hitl.loops.registry import LoopRegistry
-from hitl.settings import Settings
+from hitl.settings import Settings, get_settings
+from tests.review.conftest import (  # noqa: F401 - fixtures of the review service
+    ReviewProcess,
+    a2i_client,
+    aws_env,
+    flow_arn,
+    review_files,
+    start_review,
+)
 
-FLOW = "arn:aws:sagemaker:us-east-1:000000000000:flow-definition/hitl-local-review"
+FLOW = flow_arn("conf-boxes")
+
+
+@pytest.fixture(scope="module")
+def review(start_review: Any) -> ReviewProcess:  # noqa: F811
+    process: ReviewProcess = start_review("dispatch")
+    return process
+
+
+@pytest.fixture(scope="module")
+def throttled_review(start_review: Any) -> ReviewProcess:  # noqa: F811
+    """One StartHumanLoop a second per access key (burst 2); above it ThrottlingException."""
+    process: ReviewProcess = start_review("dispatch-throttled", HITL_REVIEW_API_RATE_PER_SECOND="1")
+    return process
 
 
 @pytest.fixture
@@ -69,81 +89,201 @@ def make_record(settings: Settings, reasons: list[str]) -> DetectionRecord:
     return record
 
 
-def stubbed_a2i() -> tuple[Any, Stubber]:
-    client = boto3.client(
-        "sagemaker-a2i-runtime", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+def patient(url: str) -> Any:
+    """A client for checking, with botocore's own retries: the throttled service refuses it too."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "sagemaker-a2i-runtime", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+        aws_secret_access_key="testing", config=Config(retries={"max_attempts": 10, "mode": "standard"}),
     )
-    return client, Stubber(client)
 
 
-def start_params(name: str) -> dict[str, Any]:
-    from botocore.stub import ANY
+def loops_named(client: Any, name: str) -> list[str]:
+    found = client.list_human_loops(FlowDefinitionArn=FLOW, MaxResults=100, SortOrder="Descending")
+    return [s["HumanLoopName"] for s in found["HumanLoopSummaries"] if s["HumanLoopName"] == name]
 
-    return {"HumanLoopName": name, "FlowDefinitionArn": FLOW, "HumanLoopInput": ANY}
+
+def counter(metric: Any, *labels: str) -> float:
+    child = metric.labels(*labels) if labels else metric
+    return float(child._value.get())
 
 
-def test_throttling_is_retried_with_backoff_then_starts_once(loop_settings: Settings) -> None:
-    record = make_record(loop_settings, ["low_confidence", "audit"])
-    name = loop_name_for(record.detection_id)
-    client, stub = stubbed_a2i()
-    stub.add_client_error("start_human_loop", "ThrottlingException", http_status_code=429)
-    stub.add_client_error("start_human_loop", "ServiceQuotaExceededException", http_status_code=402)
-    stub.add_response(
-        "start_human_loop",
-        {"HumanLoopArn": f"arn:aws:sagemaker:us-east-1:000000000000:human-loop/{name}"},
-        start_params(name),
+def test_throttling_is_retried_with_backoff_then_starts_once(
+    loop_settings: Settings, throttled_review: ReviewProcess
+) -> None:
+    slow = loop_settings.model_copy(
+        update={"dispatch_backoff_initial": 0.3, "dispatch_backoff_max": 1.0, "dispatch_max_attempts": 8}
     )
-    with stub:
-        result = Dispatcher(loop_settings, client=client).dispatch(record.image_id, record.detection_id)
-        # Delivered again: the registry answers, A2I is not called a second time (no stubbed response left).
-        again = Dispatcher(loop_settings, client=client).dispatch(record.image_id, record.detection_id)
-    stub.assert_no_pending_responses()
-    assert (result.loop_name, result.outcome, again.outcome) == (name, "started", "already_started")
-    info = LoopRegistry(loop_settings).get(name)
+    client = a2i_client(throttled_review.url)
+    records = [make_record(slow, ["low_confidence", "audit"]) for _ in range(4)]
+    throttles = counter(metrics.LOOP_THROTTLES, "ThrottlingException")
+    results = [Dispatcher(slow, client=client).dispatch(r.image_id, r.detection_id) for r in records]
+    assert counter(metrics.LOOP_THROTTLES, "ThrottlingException") > throttles, "the rate limit was reached"
+    assert [r.outcome for r in results] == ["started"] * 4
+    # Delivered again: the registry answers, the service is not asked for a second loop.
+    again = Dispatcher(slow, client=client).dispatch(records[0].image_id, records[0].detection_id)
+    assert again.outcome == "already_started"
+    name = loop_name_for(records[0].detection_id)
+    assert loops_named(patient(throttled_review.url), name) == [name]
+    info = LoopRegistry(slow).get(name)
     assert info is not None
     assert info.reasons == ["low_confidence", "audit"], "one loop serves both reasons"
-    assert RecordStore(loop_settings).get(record.image_id).loop_name == name  # type: ignore[union-attr]
-    assert ImageIndex(loop_settings).get(record.image_id)["loop_status"] == "InProgress"
+    assert RecordStore(slow).get(records[0].image_id).loop_name == name  # type: ignore[union-attr]
+    assert ImageIndex(slow).get(records[0].image_id)["loop_status"] == "InProgress"
 
 
-def test_input_content_carries_the_task_object_prediction_labels_and_reason(loop_settings: Settings) -> None:
+def test_exhausted_throttling_raises_and_registers_nothing(
+    loop_settings: Settings, throttled_review: ReviewProcess
+) -> None:
+    client = a2i_client(throttled_review.url)
+    tight = loop_settings.model_copy(update={"dispatch_max_attempts": 2})
+    tried: list[DetectionRecord] = []
+
+    def start_until_refused() -> None:
+        for _ in range(10):  # the bucket holds 2 tokens: within 10 quick starts it is empty
+            tried.append(make_record(loop_settings, ["low_confidence"]))
+            Dispatcher(tight, client=client).dispatch(tried[-1].image_id, tried[-1].detection_id)
+
+    with pytest.raises(DispatchExhausted):
+        start_until_refused()
+    assert LoopRegistry(loop_settings).get(loop_name_for(tried[-1].detection_id)) is None
+
+
+def test_input_content_carries_the_task_object_prediction_labels_and_reason(
+    loop_settings: Settings, review: ReviewProcess
+) -> None:
     record = make_record(loop_settings, ["audit"])
-    client, stub = stubbed_a2i()
+    client = a2i_client(review.url)
     seen: dict[str, Any] = {}
 
     def capture(params: dict[str, Any], **_: Any) -> None:
         seen.update(json.loads(params["HumanLoopInput"]["InputContent"]))
 
     client.meta.events.register("provide-client-params.sagemaker-a2i-runtime.StartHumanLoop", capture)
-    stub.add_response("start_human_loop", {"HumanLoopArn": "arn:aws:sagemaker:us-east-1:000000000000:human-loop/x"})
-    with stub:
-        Dispatcher(loop_settings, client=client).dispatch(record.image_id, record.detection_id)
+    Dispatcher(loop_settings, client=client).dispatch(record.image_id, record.detection_id)
     assert seen["taskObject"] == record.image_uri
     assert seen["initialValue"] == [
         {"label": "object", "confidence": 42.0, "left": 40, "top": 30, "width": 80, "height": 60}
     ]
     assert seen["labels"] == ["object"]
     assert seen["routeReason"] == "audit"
+    described = client.describe_human_loop(HumanLoopName=loop_name_for(record.detection_id))
+    assert described["HumanLoopStatus"] == "InProgress"
 
 
-def test_conflict_means_already_started_and_exhausted_throttling_raises(loop_settings: Settings) -> None:
+def test_conflict_means_already_started(loop_settings: Settings, review: ReviewProcess) -> None:
     record = make_record(loop_settings, ["low_confidence"])
-    client, stub = stubbed_a2i()
-    stub.add_client_error("start_human_loop", "ConflictException", http_status_code=409)
-    with stub:
-        assert (
-            Dispatcher(loop_settings, client=client).dispatch(record.image_id, record.detection_id).outcome
-            == "already_started"
-        )
+    client = a2i_client(review.url)
+    name = loop_name_for(record.detection_id)
+    # The name is taken by a loop with another input: the service answers ConflictException.
+    client.start_human_loop(
+        HumanLoopName=name,
+        FlowDefinitionArn=FLOW,
+        HumanLoopInput={"InputContent": json.dumps({"taskObject": record.image_uri, "other": True})},
+    )
+    conflicts = counter(metrics.LOOP_CONFLICTS)
+    result = Dispatcher(loop_settings, client=client).dispatch(record.image_id, record.detection_id)
+    assert result.outcome == "already_started"
+    assert counter(metrics.LOOP_CONFLICTS) == conflicts + 1
+    assert loops_named(client, name) == [name]
 
-    other = make_record(loop_settings, ["low_confidence"])
-    client, stub = stubbed_a2i()
-    for _ in range(loop_settings.dispatch_max_attempts):
-        stub.add_client_error("start_human_loop", "ThrottlingException", http_status_code=429)
-    with stub, pytest.raises(DispatchExhausted):
-        Dispatcher(loop_settings, client=client).dispatch(other.image_id, other.detection_id)
-    stub.assert_no_pending_responses()
-    assert LoopRegistry(loop_settings).get(loop_name_for(other.detection_id)) is None
+
+# --- the dispatch task: transient failures retried within a budget, then dead-lettered ----------------
+
+
+@pytest.fixture
+def dispatch_task(loop_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The Celery task, run eagerly with a retry budget of 2 and no waiting between tries."""
+    import services.dispatcher.tasks as tasks
+
+    for name, value in {
+        "HITL_TASK_RETRY_BUDGET": "2",
+        "HITL_TASK_RETRY_BACKOFF_INITIAL": "0.01",
+        "HITL_TASK_RETRY_BACKOFF_MAX": "0.02",
+        "HITL_FLOW_DEFINITION_ARN": FLOW,
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield tasks
+    tasks._dispatcher = None
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def dead_letters(settings: Settings, image_id: str) -> list[dict[str, Any]]:
+    raw = connect(settings.redis_url).lrange(settings.key("dlq", "dispatch"), 0, -1)
+    return [e for e in (json.loads(x) for x in raw) if e["kwargs"].get("image_id") == image_id]  # type: ignore[union-attr]
+
+
+def test_review_service_outage_is_retried_then_dead_lettered_with_its_reason(
+    loop_settings: Settings, review: ReviewProcess, dispatch_task: Any
+) -> None:
+    record = make_record(loop_settings, ["low_confidence"])
+    dispatch_task._dispatcher = Dispatcher(get_settings(), client=a2i_client(review.url))
+    retries = counter(metrics.TASK_RETRIES, "hitl.dispatch.start_loop", "EndpointConnectionError")
+    review.stop()
+    try:
+        dispatch_task.start_loop.apply(kwargs={"image_id": record.image_id, "detection_id": record.detection_id})
+    finally:
+        review.start()
+    assert counter(metrics.TASK_RETRIES, "hitl.dispatch.start_loop", "EndpointConnectionError") == retries + 2
+    [entry] = dead_letters(loop_settings, record.image_id)
+    assert entry["reason"] == "EndpointConnectionError after 2 retries"
+    state = ImageIndex(loop_settings).get(record.image_id)
+    assert (state["loop_status"], state["loop_error"]) == ("dead_lettered", entry["reason"])
+
+    # Redriven once the service is back: the loop starts and the state moves on.
+    dispatch_task.start_loop.apply(kwargs={"image_id": record.image_id, "detection_id": record.detection_id})
+    assert ImageIndex(loop_settings).get(record.image_id)["loop_status"] == "InProgress"
+
+
+def test_a_record_s3_does_not_show_is_retried_then_dead_lettered(
+    loop_settings: Settings, review: ReviewProcess, dispatch_task: Any
+) -> None:
+    image_id = uuid.uuid4().hex * 2
+    ImageIndex(loop_settings).claim(image_id, f"s3://{loop_settings.bucket}/images/{image_id}.png", "test")
+    dispatch_task._dispatcher = Dispatcher(get_settings(), client=a2i_client(review.url))
+    dispatch_task.start_loop.apply(kwargs={"image_id": image_id, "detection_id": detection_id_for(image_id)})
+    [entry] = dead_letters(loop_settings, image_id)
+    assert entry["reason"] == "record_missing after 2 retries"
+    assert ImageIndex(loop_settings).get(image_id)["loop_status"] == "dead_lettered"
+
+
+def test_a_late_dispatch_never_reopens_a_finished_loop(loop_settings: Settings, review: ReviewProcess) -> None:
+    """The worker died after StartHumanLoop, before registering; the loop was answered and its
+    event applied; then the dispatch is delivered again."""
+    record = make_record(loop_settings, ["low_confidence"])
+    name = loop_name_for(record.detection_id)
+    client = a2i_client(review.url)
+    dispatcher = Dispatcher(loop_settings, client=client)
+    client.start_human_loop(
+        HumanLoopName=name,
+        FlowDefinitionArn=FLOW,
+        HumanLoopInput={
+            "InputContent": json.dumps(dispatcher_input(dispatcher, record), separators=(",", ":"), sort_keys=True)
+        },
+    )
+    client.stop_human_loop(HumanLoopName=name)
+    ingestor = Ingestor(loop_settings, redispatch=lambda *a: None)
+    stopped = HumanLoopStatusDetail.model_validate({"humanLoopName": name, "humanLoopStatus": "Stopped"})
+    assert ingestor.apply(stopped) == "applied"
+    assert ImageIndex(loop_settings).get(record.image_id)["loop_status"] == "Stopped"
+
+    dispatcher.dispatch(record.image_id, record.detection_id)
+    info = LoopRegistry(loop_settings).get(name)
+    assert info is not None
+    assert info.status == "Stopped"
+    assert name not in LoopRegistry(loop_settings).open_loops(older_than=float("inf"))
+    assert ImageIndex(loop_settings).get(record.image_id)["loop_status"] == "Stopped"
+    assert RecordStore(loop_settings).get(record.image_id).loop_status == "Stopped"  # type: ignore[union-attr]
+
+
+def dispatcher_input(dispatcher: Dispatcher, record: DetectionRecord) -> dict[str, Any]:
+    from hitl.loops.dispatch import input_content
+
+    return input_content(record, dispatcher.labels_for(record))
 
 
 def _register(settings: Settings, record: DetectionRecord, attempt: int = 0) -> str:

@@ -50,6 +50,18 @@ class ImageIndex:
             self.redis.zadd(self.settings.key("images"), {image_id: time.time()})
         return created
 
+    def needs_enqueue(self, image_id: str) -> bool:
+        """Claimed but its detect message never sent (a crash between the claim and the send)."""
+        entry = self.get(image_id)
+        return entry.get("state") == "queued" and not entry.get("enqueued_at")
+
+    def enqueued(self, image_id: str, task_id: str, at: float) -> None:
+        """The detect message is in the broker: its id and time, for ``requeue_stale``."""
+        self.redis.hset(self._image_key(image_id), mapping={"task_id": task_id, "enqueued_at": f"{at:.3f}"})
+
+    def expire(self, image_id: str, days: float) -> None:
+        self.redis.expire(self._image_key(image_id), max(1, int(days * 86400)))
+
     def get(self, image_id: str) -> dict[str, str]:
         return dict(self.redis.hgetall(self._image_key(image_id)))  # type: ignore[arg-type]
 

@@ -2,8 +2,10 @@
 
 The name comes from the detection id, so a redelivered task restarts nothing: the review service
 answers the same start with the same ARN, A2I answers ConflictException, and both mean "already
-started". Throttling and quota errors are retried with exponential backoff and jitter, a bounded
-number of times; the caller dead-letters what is still refused. One loop serves every reason of a
+started". Throttling and quota errors are retried here with exponential backoff and jitter a few
+times; what is still refused, and any transient failure (connection refused, timeouts, 5xx, S3
+unreadable), is raised, and the task retries it later within its budget (:class:`~hitl.celery_app.PipelineTask`), then
+dead-letters it with its reason. One loop serves every reason of a
 detection: an audit sample that is also low-confidence reuses the low-confidence loop.
 """
 
@@ -25,18 +27,25 @@ from hitl.loops.names import loop_name_for
 from hitl.loops.registry import LoopRegistry
 from hitl.loops.status import LoopStatusWriter
 from hitl.settings import Settings
+from hitl.transient import TransientFailure
 
 log = get_logger("hitl.dispatch")
 
 Outcome = Literal["started", "already_started", "not_routed"]
 
 
-class RecordMissing(RuntimeError):
+class RecordMissing(TransientFailure):
     """The DetectionRecord is not (yet) in S3."""
 
+    def __init__(self, detail: str) -> None:
+        super().__init__("record_missing", detail)
 
-class DispatchExhausted(RuntimeError):
+
+class DispatchExhausted(TransientFailure):
     """StartHumanLoop stayed throttled or over quota for every allowed attempt."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("throttled", detail)
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,8 @@ def input_content(record: DetectionRecord, labels: list[str]) -> dict[str, Any]:
 
 
 def _throttled(exc: BaseException) -> bool:
+    # Only throttling is waited out here (briefly); an outage goes back to the queue at once, as a
+    # task retry with a longer backoff, so it does not hold a worker.
     return a2i.error_code(exc) in a2i.THROTTLING_ERRORS
 
 
@@ -114,7 +125,9 @@ class Dispatcher:
             return DispatchResult(name, "not_routed")
         known = self.registry.get(name)
         if known is not None and known.started_at is not None:
-            # A redelivered task: the loop exists and is registered; nothing to call.
+            # A redelivered task: the loop exists and is registered; nothing to call. The status
+            # write is forward-only, so it completes a crashed dispatch and never reopens a loop.
+            self.status.update(image_id, name, known.status or "InProgress", known.outcome or "")
             bound.info("loop_already_started", status=known.status)
             return DispatchResult(name, "already_started")
 

@@ -18,12 +18,18 @@ import redis
 from hitl.adapters.redis_index import connect
 from hitl.settings import Settings
 
-# Registers a started loop once: only the first registration counts as "started".
+# Registers a started loop once: only the first registration counts as "started". A loop that
+# already ended (its event was applied before a slow or redelivered dispatch registered it) keeps its
+# terminal status and is not reopened.
 _REGISTER = """
 if redis.call('HSETNX', KEYS[1], 'started_at', ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'image_id', ARGV[2], 'detection_id', ARGV[3], 'reasons', ARGV[4],
-           'model_version', ARGV[5], 'attempt', ARGV[6], 'status', 'InProgress')
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[7])
+           'model_version', ARGV[5], 'attempt', ARGV[6])
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == '' or status == 'InProgress' then
+  redis.call('HSET', KEYS[1], 'status', 'InProgress')
+  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[7])
+end
 return 1
 """
 
@@ -85,6 +91,8 @@ class LoopRegistry:
         pipe = self.redis.pipeline()
         pipe.hset(self._key(name), mapping=fields)
         pipe.zrem(self.open_key, name)
+        # Ended loops are kept for the retention period; the (loop, status) marks outlive them.
+        pipe.expire(self._key(name), int(self.settings.retention_days * 86400))
         pipe.execute()
 
     def applied(self, name: str, status: str) -> bool:

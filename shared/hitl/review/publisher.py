@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
@@ -20,22 +21,26 @@ class Publisher(Protocol):
 
 
 class AwsPublisher:
-    """boto3 clients from :mod:`hitl.aws`, so endpoints come from the environment (moto locally)."""
+    """boto3 clients from :mod:`hitl.aws`, so endpoints come from the environment (moto locally).
+    ``clients`` replaces that factory (e.g. clients of another endpoint)."""
+
+    def __init__(self, clients: Callable[[str], Any] = aws.client) -> None:
+        self._client = clients
 
     def write_output(self, uri: str, document: dict[str, Any]) -> None:
         bucket, key = parse_s3_uri(uri)
         body = json.dumps(document, separators=(",", ":")).encode()
-        aws.client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+        self._client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
 
     def put_events(self, entries: list[dict[str, Any]]) -> list[int]:
         """Send up to 10 entries; returns the indexes EventBridge did not accept."""
-        response = aws.client("events").put_events(Entries=entries)
+        response = self._client("events").put_events(Entries=entries)
         if not response.get("FailedEntryCount"):
             return []
         return [i for i, result in enumerate(response.get("Entries", [])) if result.get("ErrorCode")]
 
     def get_image(self, bucket: str, key: str, max_bytes: int) -> tuple[bytes, str]:
-        s3 = aws.client("s3")
+        s3 = self._client("s3")
         try:
             head = s3.head_object(Bucket=bucket, Key=key)
         except ClientError:
@@ -50,5 +55,5 @@ class AwsPublisher:
         return body, content_type
 
     def ready(self, bucket: str) -> bool:
-        aws.client("s3").head_bucket(Bucket=bucket)
+        self._client("s3").head_bucket(Bucket=bucket)
         return True

@@ -40,6 +40,7 @@ from hitl.review.store import Change, LoopStore
 log = get_logger()
 QUEUE_SCAN_LIMIT = 500
 OUTBOX_BATCH = 10  # PutEvents accepts at most 10 entries
+OUTBOX_CLAIM_TIMEOUT_MS = 300_000  # above botocore's connect + read timeouts of one PutEvents call
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class ServiceConfig:
     max_image_bytes: int = 15 * 1024 * 1024
     stop_delay_seconds: float = 0.0
     issuer: str = "hitl-review"
+    retention_seconds: float = 30 * 86400.0  # ended loops are deleted this long after creation
 
 
 @dataclass
@@ -62,6 +64,7 @@ class SweepReport:
     stopped: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     events_sent: int = 0
+    deleted: int = 0
 
 
 @dataclass(frozen=True)
@@ -361,32 +364,50 @@ class ReviewService:
                 report.expired.append(name)
                 log.info("loop_expired", loop_name=name)
         report.events_sent = self.drain_outbox()
+        report.deleted = self.purge_ended(now)
         return report
 
+    def purge_ended(self, now: datetime, limit: int = 100) -> int:
+        """Retention: ended loops older than ``retention_seconds`` leave Redis (their output.json
+        and events are in S3 and the ingestor's records)."""
+        before = timefmt.epoch_ms(now - timedelta(seconds=self.config.retention_seconds))
+        old = self.store.ended_before(before, limit)
+        for loop in old:
+            self.store.delete(loop)
+        if old:
+            log.info("loops_purged", count=len(old))
+        return len(old)
+
     def drain_outbox(self) -> int:
-        """Send queued status-change events until the outbox is empty or EventBridge fails."""
+        """Send queued status-change events until the outbox is empty or EventBridge fails.
+
+        Each batch is claimed (moved out of the outbox atomically) before it is sent, so replicas
+        draining at once never send the same event twice nor trim one another's unsent events. A
+        failed send gives its claim back; a claim whose sender died is given back after
+        ``OUTBOX_CLAIM_TIMEOUT_MS`` (longer than any PutEvents call), the one case where an event
+        may be sent twice (at least once; the ingestor applies each (loop, status) once).
+        """
         sent = 0
-        with self.store.lock("outbox", ttl_ms=30_000) as held:
-            if not held:
-                return 0
-            while True:
-                batch = self.store.outbox_peek(OUTBOX_BATCH)
-                if not batch:
-                    break
-                try:
-                    failed = self.publisher.put_events([events.to_put_events(e) for e in batch])
-                except Exception:
-                    log.exception("events_put_failed", pending=len(batch))
-                    break
-                retry = [batch[i] for i in failed]
-                self.store.outbox_done(len(batch), retry)
-                for i, entry in enumerate(batch):
-                    if i not in failed:
-                        sent += 1
-                        self._on_event(_status_of(entry))
-                if retry:
-                    log.warning("events_rejected", count=len(retry))
-                    break
+        self.store.outbox_recover(OUTBOX_CLAIM_TIMEOUT_MS)
+        while True:
+            claim, batch = self.store.outbox_claim(OUTBOX_BATCH)
+            if not batch:
+                break
+            try:
+                failed = self.publisher.put_events([events.to_put_events(e) for e in batch])
+            except Exception:
+                log.exception("events_put_failed", pending=len(batch))
+                self.store.outbox_unclaim(claim)
+                break
+            retry = [batch[i] for i in failed]
+            self.store.outbox_sent(claim, retry)
+            for i, entry in enumerate(batch):
+                if i not in failed:
+                    sent += 1
+                    self._on_event(_status_of(entry))
+            if retry:
+                log.warning("events_rejected", count=len(retry))
+                break
         return sent
 
     # --- operator ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ A status change and the outbox entry announcing it are written in the same trans
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +25,28 @@ from hitl.review.loops import HumanLoop, Status
 T = TypeVar("T")
 KeyFn = Callable[..., str]
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+# The outbox is sent by claiming: a batch moves atomically from the outbox to a list of its own
+# (``outbox:claim:<id>``, indexed by claim time) before it is sent, so no two replicas ever hold the
+# same event, and nothing is trimmed that was not sent. KEYS: outbox, claim list, claims index;
+# ARGV: count, claim id, now (ms).
+_CLAIM = """
+local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if #items == 0 then return items end
+redis.call('LTRIM', KEYS[1], #items, -1)
+redis.call('RPUSH', KEYS[2], unpack(items))
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+return items
+"""
+# A claim given back (the send failed, or its sender vanished): its entries return to the front of
+# the outbox, in order. KEYS: outbox, claim list, claims index; ARGV: claim id.
+_UNCLAIM = """
+local items = redis.call('LRANGE', KEYS[2], 0, -1)
+for i = #items, 1, -1 do redis.call('LPUSH', KEYS[1], items[i]) end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return #items
+"""
 
 
 @dataclass
@@ -224,15 +247,46 @@ class LoopStore:
         rows = self.r.lrange(self.k("outbox"), 0, count - 1)
         return [json.loads(row) for row in rows]  # type: ignore[union-attr]
 
-    def outbox_done(self, count: int, retry: list[dict[str, Any]]) -> None:
+    def _claim_keys(self, claim: str) -> list[str]:
+        return [self.k("outbox"), self.k("outbox", "claim", claim), self.k("outbox", "claims")]
+
+    def outbox_claim(self, count: int) -> tuple[str, list[dict[str, Any]]]:
+        """Take up to ``count`` entries for sending, exclusively: (claim id, entries)."""
+        claim = uuid.uuid4().hex
+        now_ms = int(time.time() * 1000)
+        rows = self.r.eval(_CLAIM, 3, *self._claim_keys(claim), count, claim, now_ms)
+        return claim, [json.loads(row) for row in rows]  # type: ignore[union-attr]
+
+    def outbox_sent(self, claim: str, retry: list[dict[str, Any]]) -> None:
+        """The claim was sent; ``retry`` (entries EventBridge refused) go back to the outbox's end."""
+        outbox, claim_key, claims = self._claim_keys(claim)
         with self.r.pipeline(transaction=True) as pipe:
-            pipe.ltrim(self.k("outbox"), count, -1)
             for event in retry:
-                pipe.rpush(self.k("outbox"), _dumps(event))
+                pipe.rpush(outbox, _dumps(event))
+            pipe.delete(claim_key)
+            pipe.zrem(claims, claim)
             pipe.execute()
 
+    def outbox_unclaim(self, claim: str) -> int:
+        return int(self.r.eval(_UNCLAIM, 3, *self._claim_keys(claim), claim))  # type: ignore[arg-type]
+
+    def outbox_recover(self, older_than_ms: int) -> int:
+        """Give back claims whose sender vanished (crashed or killed mid-send); returns entries restored."""
+        cutoff = int(time.time() * 1000) - older_than_ms
+        stale = cast(list[bytes], self.r.zrangebyscore(self.k("outbox", "claims"), "-inf", cutoff))
+        return sum(self.outbox_unclaim(m.decode()) for m in stale)
+
     def outbox_length(self) -> int:
-        return int(self.r.llen(self.k("outbox")))  # type: ignore[arg-type]
+        """Entries not yet sent: waiting, or claimed by a sender."""
+        waiting = int(self.r.llen(self.k("outbox")))  # type: ignore[arg-type]
+        claimed = [m.decode() for m in self.r.zrange(self.k("outbox", "claims"), 0, -1)]  # type: ignore[union-attr]
+        return waiting + sum(int(self.r.llen(self.k("outbox", "claim", c))) for c in claimed)  # type: ignore[misc]
+
+    # --- retention -------------------------------------------------------------------------------
+    def ended_before(self, before_ms: int, limit: int) -> list[HumanLoop]:
+        """Ended loops created before ``before_ms`` (oldest first), up to ``limit``."""
+        names = [m.decode() for m in self.r.zrangebyscore(self.k("all"), "-inf", before_ms, start=0, num=limit)]  # type: ignore[union-attr]
+        return [loop for loop in self.get_many(names) if loop.status in _ENDED]
 
     # --- reviewer statistics -------------------------------------------------------------------
     def record_answer(self, reviewer: str, seconds: float) -> None:
@@ -261,6 +315,9 @@ class LoopStore:
 
     def ping(self) -> bool:
         return bool(self.r.ping())
+
+
+_ENDED = frozenset({Status.COMPLETED, Status.FAILED, Status.STOPPED})
 
 
 def _dumps(event: dict[str, Any]) -> str:
