@@ -66,6 +66,7 @@ SMOKE = Scale(
     review_down=20.0,
     review_throttle=15.0,
     converge_timeout=150.0,
+    cli_batch=50,
 )
 FULL = Scale(
     name="full",

@@ -233,10 +233,10 @@ def stack_env(run_dir: Path, redis_url: str) -> dict[str, str]:
         "HITL_REVIEW_PORT": str(procs.free_port()),
         "HITL_STACK_METRICS_BASE_PORT": str(_free_port_range(10)),
         # Faster recovery than production's defaults, so a run converges in minutes: a killed task
-        # comes back after 40 s instead of an hour; poison events reach the DLQ after 3 short receives.
-        "HITL_VISIBILITY_TIMEOUT": "40",
-        "HITL_TASK_TIME_LIMIT": "30",
-        "HITL_TASK_SOFT_TIME_LIMIT": "25",
+        # comes back after 75 s instead of an hour; poison events reach the DLQ after 3 short receives.
+        "HITL_VISIBILITY_TIMEOUT": "75",
+        "HITL_TASK_TIME_LIMIT": "60",
+        "HITL_TASK_SOFT_TIME_LIMIT": "50",
         "HITL_INGEST_VISIBILITY_SECONDS": "8",
         "HITL_INGEST_WAIT_SECONDS": "2",
         "HITL_INTAKE_WAIT_SECONDS": "2",
@@ -244,6 +244,11 @@ def stack_env(run_dir: Path, redis_url: str) -> dict[str, str]:
         "HITL_RECONCILE_INTERVAL_SECONDS": "30",
         "HITL_RECONCILE_MIN_AGE_SECONDS": "20",
         "HITL_DISPATCH_BACKOFF_MAX": "4",
+        # Retries back off below the visibility timeout; stranded work is picked up after 30 s.
+        "HITL_TASK_RETRY_BACKOFF_INITIAL": "1",
+        "HITL_TASK_RETRY_BACKOFF_MAX": "15",
+        "HITL_DISPATCH_PENDING_SECONDS": "30",
+        "HITL_REQUEUE_STALE_AFTER_SECONDS": "30",
         "PYTHONPATH": str(ROOT),
     }
 
@@ -360,7 +365,7 @@ class ChaosRun:
         self.timeline["load_started"] = time.time()
         reviewers.start()
         sampler.thread.start()
-        submitters.start(fault_seconds * 0.9)
+        submitters.start(fault_seconds * 0.75)
         injector.start()
         injector.wait(fault_seconds + 600)
         self.timeline["faults_ended"] = time.time()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ class Actual:
     states: dict[str, dict[str, str]] = field(default_factory=dict)  # image id -> index hash
     redis_dlq: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # queue -> entries
     sqs_dlq: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # queue -> message bodies
+    unappliable: dict[str, str] = field(default_factory=dict)  # loop name -> reason
     redis_memory: int = 0
     redis_keys: int = 0
 
@@ -65,9 +67,10 @@ def read_actual(
     dataset: str = "human-labels",
 ) -> Actual:
     actual = Actual()
-    for key in _list_keys(s3, bucket, "detections/"):
-        record = _json_object(s3, bucket, key)
-        actual.records.setdefault(str(record.get("image_id")), []).append(record)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        keys = _list_keys(s3, bucket, "detections/")
+        for record in pool.map(lambda key: _json_object(s3, bucket, key), keys):
+            actual.records.setdefault(str(record.get("image_id")), []).append(record)
     token: dict[str, Any] = {}
     while True:
         page = a2i.list_human_loops(FlowDefinitionArn=flow_arn, MaxResults=100, SortOrder="Ascending", **token)
@@ -77,8 +80,10 @@ def read_actual(
             break
         token = {"NextToken": page["NextToken"]}
     lines_prefix = f"datasets/{dataset}/lines/"
-    for key in _list_keys(s3, bucket, lines_prefix):
-        actual.lines[key[len(lines_prefix) : -len(".json")]] = _json_object(s3, bucket, key)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        keys = _list_keys(s3, bucket, lines_prefix)
+        for key, line in zip(keys, pool.map(lambda key: _json_object(s3, bucket, key), keys), strict=True):
+            actual.lines[key[len(lines_prefix) : -len(".json")]] = line
     for key in _list_keys(s3, bucket, "audits/"):
         name = key.rsplit("/", 1)[-1][: -len(".json")]
         actual.audits[name] = actual.audits.get(name, 0) + 1
@@ -96,6 +101,7 @@ def read_actual(
                 break
             bodies += [json.loads(m["Body"]) for m in got["Messages"]]
         actual.sqs_dlq[name] = bodies
+    actual.unappliable = dict(redis.hgetall(f"{key_prefix}:loops:unappliable"))
     actual.redis_memory = int(redis.info("memory")["used_memory"])
     actual.redis_keys = int(redis.dbsize())
     return actual
@@ -198,6 +204,8 @@ def judge(expected: Expected, actual: Actual) -> dict[str, Any]:
     dead_events = Counter(str((b.get("detail") or {}).get("humanLoopName")) for b in actual.sqs_dlq.get("events", []))
     if dict(dead_events) != {expected.poison_loop: 1}:
         broken.append(f"events DLQ {dict(dead_events)} != the poison loop, once")
+    if set(actual.unappliable) != {expected.poison_loop}:
+        broken.append(f"loops recorded as unappliable {actual.unappliable} != the poison loop")
     if actual.sqs_dlq.get("uploads"):
         broken.append(f"{len(actual.sqs_dlq['uploads'])} upload notifications dead-lettered")
 
@@ -259,6 +267,7 @@ def judge(expected: Expected, actual: Actual) -> dict[str, Any]:
             **{q: len(actual.redis_dlq.get(q, [])) for q in ("dispatch", "ingest", "train")},
             "sqs_events": dict(dead_events),
             "sqs_uploads": len(actual.sqs_dlq.get("uploads", [])),
+            "unappliable_loops": actual.unappliable,
         },
         "redis_used_memory_bytes": actual.redis_memory,
         "redis_keys": actual.redis_keys,
