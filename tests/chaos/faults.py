@@ -112,6 +112,10 @@ class Injector:
         self._lock = threading.Lock()
         self._busy: set[str] = set()  # targets under a fault right now
         self._timers: list[threading.Thread] = []
+        self.exits: list[dict[str, Any]] = []
+        self.supervised: list[str] = []
+        self.supervisor_stop = threading.Event()
+        self.supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
 
     # --- bookkeeping ---------------------------------------------------------------------------------
     def _log(self, fault: Fault, event: str) -> None:
@@ -169,6 +173,42 @@ class Injector:
             timer.join(max(0.0, timeout))
         return self.done.is_set()
 
+    # --- the restart policy every deployment has (compose: unless-stopped; Kubernetes: Always) ---------
+    def _supervise(self) -> None:
+        """A service that exits by itself (not under a fault) is restarted and the exit is recorded:
+        the run reports it instead of hiding it."""
+        while not self.supervisor_stop.wait(2.0):
+            for name in self.supervised:
+                with self._lock:
+                    if name in self._busy:
+                        continue
+                pid = self.group.pid(name)
+                if pid is None or procs.alive(pid):
+                    continue
+                log_tail = ""
+                with contextlib.suppress(OSError):
+                    log_tail = (self.group.log_dir / f"{name}.log").read_text(errors="replace")[-2000:]
+                exit_info = {"service": name, "at": time.time(), "pid": pid, "log_tail": log_tail[-600:]}
+                try:
+                    self._wait_free(name)
+                    exit_info["new_pid"] = self._restart(name)
+                except Exception as exc:  # noqa: BLE001
+                    exit_info["error"] = str(exc)
+                finally:
+                    self._free(name)
+                self.exits.append(exit_info)
+                print(f"[chaos] service {name} (pid {pid}) exited by itself; restarted", flush=True)
+                with self._lock, self.log_path.open("a") as out:
+                    out.write(json.dumps({"event": "unexpected_exit", **exit_info}) + "\n")
+
+    def start_supervisor(self, names: list[str]) -> None:
+        self.supervised = names
+        self.supervisor.start()
+
+    def stop_supervisor(self) -> None:
+        self.supervisor_stop.set()
+        self.supervisor.join(30)
+
     def _run(self) -> None:
         try:
             next_at = time.monotonic()
@@ -224,7 +264,10 @@ class Injector:
             self._end(fault, "not running")
             return
         left = children(pid)
-        os.kill(pid, signal.SIGKILL)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            fault.detail["already_dead"] = True
         procs.wait_until(lambda: not procs.alive(pid), 10, f"{name} dead")
         # The container goes with its first process: whatever it left behind dies too.
         for child in left:

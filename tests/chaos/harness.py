@@ -366,6 +366,7 @@ class ChaosRun:
         reviewers.start()
         sampler.thread.start()
         submitters.start(fault_seconds * 0.75)
+        injector.start_supervisor([n for n in SERVICES_CHECKED])
         injector.start()
         injector.wait(fault_seconds + 600)
         self.timeline["faults_ended"] = time.time()
@@ -378,6 +379,7 @@ class ChaosRun:
         self.timeline["converged"] = time.time()
         sampler.stop.set()
         reviewers.join()
+        injector.stop_supervisor()
 
         say("checking the invariants")
         alive = self._services_alive(stack)
@@ -444,6 +446,10 @@ class ChaosRun:
             "submission_errors": submitters.accepted.errors[:10],
             "reviewer_reconnects": reviewers.errors,
             "services_alive": alive,
+            "unexpected_exits": [
+                {k: (round(v - self.timeline["load_started"], 1) if k == "at" else v) for k, v in e.items()}
+                for e in injector.exits
+            ],
             "fault_errors": failed_faults,
             "faults_log": [
                 {
