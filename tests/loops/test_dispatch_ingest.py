@@ -307,6 +307,9 @@ def test_expired_low_confidence_loop_is_redispatched_once(loop_settings: Setting
     assert calls == [(record.image_id, record.detection_id, 1)]
     entry = ImageIndex(loop_settings).get(record.image_id)
     assert (entry["loop_status"], entry["answer_outcome"]) == ("Expired", "redispatched")
+    # An ended loop's registry entry is kept for the retention period, then leaves Redis.
+    ttl = connect(loop_settings.redis_url).ttl(loop_settings.key("loop", name))
+    assert 0 < ttl <= loop_settings.retention_days * 86400  # type: ignore[operator]
 
     # The re-dispatched loop expires too: recorded, not started a third time.
     second = _register(loop_settings, record, attempt=1)

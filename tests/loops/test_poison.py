@@ -86,6 +86,10 @@ def test_one_unappliable_loop_is_recorded_skipped_and_reconciliation_goes_on(
     # The next run tries it again, records it again, and counts it once.
     assert reconciler.run()["unappliable"] >= 1
     assert metrics.LOOPS_POISONED.labels("AnswerError")._value.get() == poisoned + 1
+    # Applied some other way since (an operator fixed its output): no longer listed.
+    ingestor.registry.mark_applied(names[0], "Completed")
+    reconciler.run()
+    assert names[0] not in reconciler.unappliable()
 
 
 # --- images ---------------------------------------------------------------------------------------

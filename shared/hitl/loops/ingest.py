@@ -110,6 +110,8 @@ class Ingestor:
             metrics.EVENTS_DUPLICATE.labels(label).inc()  # a concurrent ingestor got there first
             return "duplicate"
         metrics.EVENTS_INGESTED.labels(label).inc()
+        # Applied: no longer among the loops reconciliation could not apply (if it ever was).
+        self.registry.redis.hdel(self.settings.key("loops", "unappliable"), name)
         if info.started_at is not None:
             metrics.LOOP_DURATION.labels(label).observe(max(0.0, time.time() - info.started_at))
         bound.info("event_applied", outcome=outcome)

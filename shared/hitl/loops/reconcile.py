@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
+from celery.exceptions import SoftTimeLimitExceeded
 
 from hitl import metrics
 from hitl.domain.a2i_events import TERMINAL_STATUSES, HumanLoopStatusDetail
@@ -31,7 +32,7 @@ from hitl.loops.names import loop_name_for
 from hitl.loops.registry import LoopRegistry
 from hitl.loops.status import LoopStatusWriter
 from hitl.settings import Settings
-from hitl.transient import reason_of
+from hitl.transient import is_transient, reason_of
 
 log = get_logger("hitl.reconcile")
 
@@ -72,6 +73,7 @@ class Reconciler:
             return {"skipped": 1}
         try:
             counts = Counter[str]()
+            self._clear_applied()
             self._finished_loops(counts)
             self._open_loops(counts)
             self._pending_dispatches(counts)
@@ -143,7 +145,14 @@ class Reconciler:
         return self.settings.key("loops", "unappliable")
 
     def _unappliable(self, name: str, exc: Exception, counts: Counter[str]) -> None:
+        if isinstance(exc, SoftTimeLimitExceeded):
+            raise exc  # the run is out of time, the loop is not at fault
         reason = reason_of(exc)
+        if is_transient(exc):
+            # S3, the A2I API or Redis unavailable: not the loop's fault; the next run tries again.
+            counts["transient"] += 1
+            log.warning("loop_apply_deferred", loop_name=name, reason=reason, error=str(exc)[:300])
+            return
         first = self.registry.redis.hsetnx(self.unappliable_key, name, reason)
         if first:
             metrics.LOOPS_POISONED.labels(reason).inc()
@@ -154,6 +163,14 @@ class Reconciler:
 
     def _applied(self, name: str) -> None:
         self.registry.redis.hdel(self.unappliable_key, name)
+
+    def _clear_applied(self) -> None:
+        """Loops once recorded as unappliable that were applied since (by an event, or by hand)."""
+        for name in self.unappliable():
+            info = self.registry.get(name)
+            statuses = {info.status} if info is not None and info.status else set(TERMINAL_STATUSES)
+            if any(self.registry.applied(name, status) for status in statuses):
+                self._applied(name)
 
     def unappliable(self) -> dict[str, str]:
         return dict(self.registry.redis.hgetall(self.unappliable_key))  # type: ignore[arg-type]

@@ -2,10 +2,16 @@
 
 The token grows with every acquisition. A run that outlived its lock (a paused process, a lost
 network) still holds an old token, so ``is_current`` refuses its late promotion.
+
+The expiry is short and :meth:`TrainingLock.kept_alive` extends it while the run works: a killed run
+stops extending, so its lock expires within one TTL and the next poll can train again.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 
 import redis
@@ -52,6 +58,25 @@ class TrainingLock:
 
     def extend(self) -> bool:
         return bool(self._extend(keys=[self.key], args=[str(self.token), self.ttl]))
+
+    @contextmanager
+    def kept_alive(self, every: float | None = None) -> Iterator[None]:
+        """Extend the lock every ``every`` seconds (a third of the TTL) until the block ends."""
+        done = threading.Event()
+        interval = every if every is not None else max(1.0, self.ttl / 3)
+
+        def beat() -> None:
+            while not done.wait(interval):
+                if not self.extend():
+                    return  # lost (expired while the process was paused): promotion is refused later
+
+        thread = threading.Thread(target=beat, name="training-lock", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(timeout=5)
 
     def release(self) -> None:
         if self.token is not None:

@@ -29,7 +29,8 @@ from hitl.training.lock import LockHeld, TrainingLock
 from hitl.training.policy import LabelCounts, gate, should_train
 
 log = get_logger("hitl.trainer")
-LOCK_TTL_SECONDS = 3600
+# Short, and extended while the run works (TrainingLock.kept_alive): a killed run's lock soon expires.
+LOCK_TTL_SECONDS = 120
 
 
 @dataclass
@@ -83,7 +84,8 @@ class Trainer:
         except LockHeld as exc:
             return RunOutcome("busy", str(exc))
         try:
-            return self._run(lock, float(snapshot["Minimum-F1-Score"]))
+            with lock.kept_alive():
+                return self._run(lock, float(snapshot["Minimum-F1-Score"]))
         finally:
             lock.release()
 
@@ -97,10 +99,18 @@ class Trainer:
 
     def _run(self, lock: TrainingLock, minimum_f1: float) -> RunOutcome:
         started = time.perf_counter()
-        trained_keys = list(self.redis.smembers(self.dataset.untrained_key))  # type: ignore[arg-type]
+        trained_keys = [str(k) for k in self.redis.smembers(self.dataset.untrained_key)]  # type: ignore[union-attr]
         total = int(self.redis.scard(self.dataset.examples_key))  # type: ignore[arg-type]
-        # Recorded first: whatever happens now, the same labels are not attempted again at every poll.
-        self.redis.set(self.attempt_key, total)
+        try:
+            return self._train(lock, minimum_f1, started, trained_keys, total)
+        finally:
+            # Recorded once the run ends, however it ends, so the same labels are not attempted again
+            # at every poll; a run killed mid-way records nothing, and the next poll retries it.
+            self.redis.set(self.attempt_key, total)
+
+    def _train(
+        self, lock: TrainingLock, minimum_f1: float, started: float, trained_keys: list[str], total: int
+    ) -> RunOutcome:
         test_lines = self._read_manifest(self.settings.test_manifest_key)
         test_refs = {line["source-ref"] for line in test_lines}
         merged = self.dataset.build_manifest(base=self._read_manifest(self.settings.seed_manifest_key))
