@@ -192,7 +192,7 @@ class Injector:
                 try:
                     self._wait_free(name)
                     exit_info["new_pid"] = self._restart(name)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     exit_info["error"] = str(exc)
                 finally:
                     self._free(name)

@@ -366,7 +366,7 @@ class ChaosRun:
         reviewers.start()
         sampler.thread.start()
         submitters.start(fault_seconds * 0.75)
-        injector.start_supervisor([n for n in SERVICES_CHECKED])
+        injector.start_supervisor(list(SERVICES_CHECKED))
         injector.start()
         injector.wait(fault_seconds + 600)
         self.timeline["faults_ended"] = time.time()
