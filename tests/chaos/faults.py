@@ -369,7 +369,7 @@ class Injector:
         """Dispatch tasks sent again for detections that already have a loop (preferably finished)."""
         fault = self._begin("replay_dispatch", "dispatch")
         routed = self._candidates(lambda: [r for r in self.clients.routed_detections() if r[2] == "Completed"])
-        routed = routed or self.clients.routed_detections()
+        routed = routed or self._candidates(self.clients.routed_detections, wait=30.0)
         finished = [r for r in routed if r[2] in ("Completed",)]
         chosen = rng.sample(finished, min(REPLAYS_PER_FAULT, len(finished)))
         if len(chosen) < REPLAYS_PER_FAULT:
@@ -388,7 +388,10 @@ class Injector:
         """What to replay; early in a run, wait a little for finished loops to exist."""
         deadline = time.monotonic() + wait
         while True:
-            found = find()
+            try:
+                found = find()
+            except Exception:  # Redis restarting under another fault: look again
+                found = []
             if len(found) >= REPLAYS_PER_FAULT or time.monotonic() > deadline or self.stop.is_set():
                 return found
             time.sleep(1.0)
@@ -402,8 +405,18 @@ class Injector:
         chosen = rng.sample(completed, min(REPLAYS_PER_FAULT, len(completed)))
         a2i, sqs = self.clients.a2i(), self.clients.sqs()
         for name in chosen:
-            found = a2i.describe_human_loop(HumanLoopName=name)
-            sqs.send_message(QueueUrl=self.clients.events_queue_url, MessageBody=json.dumps(completed_event(found)))
+            # The review service or moto may be down under another fault: the replay waits for them.
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    found = a2i.describe_human_loop(HumanLoopName=name)
+                    body = json.dumps(completed_event(found))
+                    sqs.send_message(QueueUrl=self.clients.events_queue_url, MessageBody=body)
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(2.0)
         fault.detail["replayed"] = chosen
         self._end(fault)
 
