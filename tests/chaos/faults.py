@@ -219,8 +219,10 @@ class Injector:
                     break
                 try:
                     self._apply(planned)
-                except Exception as exc:
-                    fault = self._begin(planned.kind, "-")
+                except Exception as exc:  # logged with its fault; the run goes on
+                    with self._lock:
+                        started = [f for f in self.faults if f.kind.startswith(planned.kind) and f.ended is None]
+                    fault = started[-1] if started else self._begin(planned.kind, "-")
                     self._end(fault, f"{type(exc).__name__}: {exc}")
             for timer in self._timers:
                 timer.join()
