@@ -64,6 +64,8 @@
       state.choice = null;
       $("task-title").textContent = task.title;
       $("task-description").textContent = task.description;
+      $("task-instructions").textContent = task.instructions || "";
+      $("task-instructions").hidden = !task.instructions;
       $("task-name").textContent = task.name;
       $("task-reason").textContent = task.routeReason || "review";
       $("box-tools").hidden = task.taskType !== "BoundingBox";

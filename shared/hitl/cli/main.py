@@ -20,6 +20,7 @@ from rich.progress import (
 from hitl.cli.audit import audit_app
 from hitl.cli.models import models_app
 from hitl.cli.review import review_app
+from hitl.cli.review_flows import flows_app
 from hitl.settings import get_settings
 
 app = typer.Typer(help="hitl-pipeline: human-in-the-loop custom labels.", no_args_is_help=True)
@@ -30,6 +31,7 @@ app.add_typer(review_app)
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
 app.add_typer(stack_app, name="stack")
+review_app.add_typer(flows_app, name="flows")
 
 console = Console(stderr=True)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
