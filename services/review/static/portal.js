@@ -343,7 +343,8 @@
   $("refresh").addEventListener("click", () => loadQueue(true));
 
   document.addEventListener("keydown", (event) => {
-    if (!state.task || event.target.closest("select, input, textarea")) return;
+    // Typing in a field keeps its keys; a radio button (class, yes/no) leaves the shortcuts on.
+    if (!state.task || event.target.closest("select, textarea, input:not([type=radio])")) return;
     const type = state.task.taskType;
     let handled = true;
     if (event.key === "Enter") finish("submit");
