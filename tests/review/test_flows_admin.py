@@ -96,8 +96,10 @@ def test_create_describe_list_and_review_with_the_flow(service: ReviewProcess, p
     updated = client.add_labels(name, ["hat"])
     assert updated == ["bag", "shoe", "hat"]
     assert reviewer.open_task(loop)["labels"] == ["bag", "shoe", "hat"]
+    client.update(name, {"TaskTitle": "Bags, shoes and hats"})
+    assert [t["title"] for t in reviewer.queue() if t["name"] == loop] == ["Bags, shoes and hats"]
     reviewer.submit(loop, boxes("bag", "hat"))
-    assert client.describe(name)["Version"] == 2
+    assert client.describe(name)["Version"] == 3
 
 
 def test_updates_are_partial_versioned_and_validated(service: ReviewProcess) -> None:

@@ -258,14 +258,18 @@ class ReviewService:
     def queue(self, reviewer: str) -> list[dict[str, Any]]:
         now = self.clock()
         found = []
+        current: dict[str, FlowDefinition | None] = {}  # each flow read once per listing
         for loop in self.store.get_many(self.store.open_names(QUEUE_SCAN_LIMIT)):
             if assignment.can_offer(loop, reviewer, now):
+                if loop.flow_arn not in current:
+                    current[loop.flow_arn] = self.flows.get(loop.flow_arn)
+                flow = loop.flow.presented_as(current[loop.flow_arn])
                 document = loop.input_document
                 found.append(
                     {
                         "name": loop.name,
-                        "taskType": loop.flow.task_type,
-                        "title": loop.flow.task_title,
+                        "taskType": flow.task_type,
+                        "title": flow.task_title,
                         "taskObject": document.get("taskObject"),
                         "routeReason": document.get("routeReason"),
                         "createdAt": timefmt.iso(loop.creation_time),
