@@ -57,7 +57,11 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def _client(url: str | None) -> FlowAdminClient:
-    return FlowAdminClient.from_settings(base_url=url)
+    try:
+        return FlowAdminClient.from_settings(base_url=url)
+    except ValueError as error:  # no credentials, or not an http(s) URL
+        console.print(f"[red]{error}[/] (for the local stack: source .run/stack.env)")
+        raise typer.Exit(1) from None
 
 
 def _run(call: Any) -> Any:

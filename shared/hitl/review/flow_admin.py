@@ -17,6 +17,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from typing import Any
 
 import boto3
@@ -83,7 +84,12 @@ class FlowAdminClient:
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         data = json.dumps(body).encode() if body is not None else b""
-        headers = {"X-Amz-Content-SHA256": hashlib.sha256(data).hexdigest()}
+        # A fresh invocation id (signed, as botocore sends it) makes every request's signature unique,
+        # so a repeated identical call is never mistaken for a replay.
+        headers = {
+            "X-Amz-Content-SHA256": hashlib.sha256(data).hexdigest(),
+            "amz-sdk-invocation-id": str(uuid.uuid4()),
+        }
         if body is not None:
             headers["Content-Type"] = "application/json"
         request = AWSRequest(method=method, url=url, data=data, headers=headers)
