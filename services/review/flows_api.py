@@ -33,9 +33,19 @@ def _access_key(request: Request) -> str:
     return found.group(1) if found else ""
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _signed(runtime: Runtime) -> Callable[[Handler], Endpoint]:
+    """Wrap handlers exactly as the A2I API wraps its own (SigV4, body limit, rate, errors, metrics):
+    the one place this module depends on :mod:`services.review.api`."""
+    buckets = TokenBuckets(runtime.settings.review_api_rate_per_second)
+    return lambda handler: _endpoint(runtime, buckets, handler)
+
+
 def routes(runtime: Runtime) -> list[Route]:
     service = runtime.service
-    buckets = TokenBuckets(runtime.settings.review_api_rate_per_second)
+    wrap = _signed(runtime)
     admins = frozenset(runtime.settings.review_admin_access_keys)
 
     def require_admin(request: Request) -> None:
@@ -58,9 +68,6 @@ def routes(runtime: Runtime) -> list[Route]:
     def update(request: Request, body: bytes) -> Any:
         require_admin(request)
         return service.update_flow(request.path_params["name"], _json(body))
-
-    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        return _endpoint(runtime, buckets, handler)
 
     return [
         Route("/flow-definitions", wrap(create), methods=["POST"]),
