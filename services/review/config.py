@@ -68,6 +68,7 @@ def build(settings: Settings) -> Runtime:
         max_image_bytes=settings.review_max_image_bytes,
         stop_delay_seconds=settings.review_stop_delay_seconds,
         retention_seconds=settings.retention_days * 86400,
+        default_output_path=f"s3://{settings.bucket}/{settings.a2i_output_prefix.strip('/')}",
     )
 
     def on_answer(reviewer: str, seconds: float) -> None:
