@@ -13,7 +13,11 @@ from hitl.review import autoreview
 from hitl.review.portal_client import PortalClient
 from hitl.settings import get_settings
 
-review_app = typer.Typer(add_completion=False)
+review_app = typer.Typer(
+    name="review",
+    add_completion=False,
+    help="Review tasks as a simulated reviewer (--auto); manage the review service (subcommands).",
+)
 
 
 def _password(reviewer: str, password_file: Path | None) -> str:
@@ -31,8 +35,9 @@ def _password(reviewer: str, password_file: Path | None) -> str:
     return text
 
 
-@review_app.command("review")
+@review_app.callback(invoke_without_command=True)
 def review(
+    ctx: typer.Context,
     auto: Annotated[bool, typer.Option("--auto", help="Answer tasks automatically from --truth.")] = False,
     truth: Annotated[
         Path | None, typer.Option(exists=True, dir_okay=False, help="Ground Truth manifest (JSON Lines).")
@@ -48,6 +53,8 @@ def review(
     seed: Annotated[int, typer.Option(help="Seed of the error generator.")] = 0,
 ) -> None:
     """Review human loops as a simulated reviewer (demos and benchmarks)."""
+    if ctx.invoked_subcommand is not None:
+        return
     if not auto or truth is None:
         raise typer.BadParameter("only the simulated reviewer exists here: pass --auto --truth FILE")
     base = url or os.environ.get("HITL_REVIEW_URL") or f"http://127.0.0.1:{get_settings().review_port}"

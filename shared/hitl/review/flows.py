@@ -38,6 +38,8 @@ class FlowDefinition(BaseModel):
     )
     # A per-flow cap on InProgress loops; StartHumanLoop answers ServiceQuotaExceeded above it.
     max_open_loops: int | None = Field(default=None, ge=1)
+    # Work teams whose reviewers may take this flow's tasks; empty: every reviewer.
+    teams: list[str] = Field(default_factory=list, max_length=50)
 
     @field_validator("flow_definition_name")
     @classmethod
