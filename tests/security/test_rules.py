@@ -48,10 +48,12 @@ def test_answer_after_the_loop_deadline_is_refused_before_the_sweeper_runs() -> 
 
 
 def test_team_rule() -> None:
-    assert assignment.team_allows([], [])
-    assert assignment.team_allows(["red"], ["blue", "red"])
-    assert not assignment.team_allows(["red"], ["blue"])
-    assert not assignment.team_allows(["red"], [])
+    flow = make_loop().flow
+    assert flow.allows([])
+    red = flow.model_copy(update={"teams": ["red"]})
+    assert red.allows(["blue", "red"])
+    assert not red.allows(["blue"])
+    assert not red.allows([])
 
 
 def test_backoff_doubles_after_the_free_failures_and_is_capped() -> None:

@@ -133,10 +133,11 @@ def users_roles(name: str, role: RoleOption = None, team: TeamOption = None) -> 
 @keys_app.command("create")
 def keys_create(
     description: Annotated[str, typer.Option(help="what the key is for")] = "",
+    admin: Annotated[bool, typer.Option("--admin", help="may also create and change flow definitions")] = False,
     output: Annotated[Path | None, typer.Option(help="write {access_key_id, secret_access_key} here (0600)")] = None,
 ) -> None:
     """A new access key id and secret for the A2I API; the secret is shown once."""
-    access_key, secret = _store(need_secret=True).create_key(description)
+    access_key, secret = _store(need_secret=True).create_key(description, admin)
     document = json.dumps({"access_key_id": access_key, "secret_access_key": secret})
     if output:
         fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -21,6 +21,7 @@ from hitl.cli.accounts import accounts_app
 from hitl.cli.audit import audit_app
 from hitl.cli.models import models_app
 from hitl.cli.review import review_app
+from hitl.cli.review_flows import flows_app
 from hitl.settings import get_settings
 
 app = typer.Typer(help="hitl-pipeline: human-in-the-loop custom labels.", no_args_is_help=True)
@@ -32,6 +33,7 @@ review_app.add_typer(accounts_app)  # hitl review users|keys
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
 app.add_typer(stack_app, name="stack")
+review_app.add_typer(flows_app, name="flows")
 
 console = Console(stderr=True)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}

@@ -1,4 +1,5 @@
-"""``hitl review --auto``: the simulated reviewer, through the portal's HTTP API."""
+"""``hitl review``: the simulated reviewer (``--auto``) through the portal's HTTP API, and the
+review service's administration commands (sub-commands registered in ``hitl.cli.main``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from hitl.settings import get_settings
 review_app = typer.Typer(
     name="review",
     add_completion=False,
-    help="Review tasks as a simulated reviewer (--auto); manage the review service (subcommands).",
+    invoke_without_command=True,
+    help="Review service: a simulated reviewer (--auto) and administration commands.",
 )
 
 
@@ -35,7 +37,7 @@ def _password(reviewer: str, password_file: Path | None) -> str:
     return text
 
 
-@review_app.callback(invoke_without_command=True)
+@review_app.callback()
 def review(
     ctx: typer.Context,
     auto: Annotated[bool, typer.Option("--auto", help="Answer tasks automatically from --truth.")] = False,
@@ -52,11 +54,13 @@ def review(
     until_idle: Annotated[float, typer.Option(min=0.0, help="Stop when the queue stays empty this long (s).")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the error generator.")] = 0,
 ) -> None:
-    """Review human loops as a simulated reviewer (demos and benchmarks)."""
+    """Review human loops as a simulated reviewer (demos and benchmarks), or administer the service."""
     if ctx.invoked_subcommand is not None:
         return
     if not auto or truth is None:
-        raise typer.BadParameter("only the simulated reviewer exists here: pass --auto --truth FILE")
+        raise typer.BadParameter(
+            "pass --auto --truth FILE to review as a simulated reviewer, or a command (hitl review --help)"
+        )
     base = url or os.environ.get("HITL_REVIEW_URL") or f"http://127.0.0.1:{get_settings().review_port}"
     client = PortalClient(base)
     client.sign_in(reviewer, _password(reviewer, password_file))

@@ -24,10 +24,10 @@ import redis
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import BaseModel, Field, field_validator
 
+from hitl.review.flows import TEAM_NAME_RE
 from hitl.review.reviewers import NAME_RE, hash_password
 
 ROLES = ("reviewer", "operator", "admin")
-TEAM_RE = NAME_RE
 ACCESS_KEY_PREFIX = "HITLR"
 
 
@@ -55,8 +55,8 @@ class Account(BaseModel):
     @field_validator("teams")
     @classmethod
     def _teams(cls, value: list[str]) -> list[str]:
-        if any(not TEAM_RE.fullmatch(t) for t in value):
-            raise ValueError("team names are 1-64 letters, digits, '.', '_', '@' or '-'")
+        if any(not TEAM_NAME_RE.fullmatch(t) for t in value):
+            raise ValueError("team names are 1-64 letters, digits, '.', '_' or '-'")
         return sorted(set(value))
 
     @property
@@ -160,13 +160,15 @@ class AccountStore:
         return account
 
     # --- API keys ----------------------------------------------------------------------------------
-    def create_key(self, description: str = "") -> tuple[str, str]:
+    def create_key(self, description: str = "", admin: bool = False) -> tuple[str, str]:
+        """A new key; ``admin`` keys may also change flow definitions (the flows admin API)."""
         access_key = ACCESS_KEY_PREFIX + secrets.token_hex(8).upper()
         secret = secrets.token_urlsafe(30)
         record = {
             "sealed": self._fernet.encrypt(secret.encode()).decode(),
             "created": int(time.time()),
             "description": description[:200],
+            "admin": admin,
         }
         self.r.hset(self.k("api-keys"), access_key, json.dumps(record))
         return access_key, secret
@@ -182,6 +184,10 @@ class AccountStore:
         except (InvalidToken, KeyError, ValueError):
             return None  # sealed under another secret: unusable, as if revoked
 
+    def key_is_admin(self, access_key: str) -> bool:
+        raw = self.r.hget(self.k("api-keys"), access_key) if 0 < len(access_key) <= 128 else None
+        return bool(raw) and bool(json.loads(raw).get("admin"))  # type: ignore[arg-type]
+
     def revoke_key(self, access_key: str) -> bool:
         return bool(self.r.hdel(self.k("api-keys"), access_key))
 
@@ -191,7 +197,12 @@ class AccountStore:
         for key, value in sorted(raw.items()):
             record = json.loads(value)
             found.append(
-                {"access_key": key.decode(), "created": record["created"], "description": record["description"]}
+                {
+                    "access_key": key.decode(),
+                    "created": record["created"],
+                    "description": record["description"],
+                    "admin": bool(record.get("admin")),
+                }
             )
         return found
 

@@ -19,11 +19,6 @@ def _live_claims(loop: HumanLoop, now: datetime) -> dict[str, datetime]:
     return {who: at for who, at in loop.claims.items() if now - at < limit}
 
 
-def team_allows(flow_teams: list[str], reviewer_teams: list[str]) -> bool:
-    """A flow naming no team is open to every reviewer; otherwise the reviewer must share one."""
-    return not flow_teams or bool(set(flow_teams) & set(reviewer_teams))
-
-
 def holds_claim(loop: HumanLoop, reviewer: str, now: datetime) -> bool:
     """Whether the reviewer's claim is live: within the task's time limit and the loop's deadline."""
     return reviewer in _live_claims(loop, now) and now < loop.deadline
