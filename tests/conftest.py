@@ -72,7 +72,8 @@ def redis_url(run_dir: Path) -> Iterator[str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     group.start(
         "redis",
-        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(data_dir)],
+        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(data_dir)],
     )
     procs.wait_until(lambda: procs.port_open(port), 15, "redis")
     yield f"redis://127.0.0.1:{port}/{TEST_REDIS_DB}"
