@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     review_api_keys: dict[str, str] = Field(default_factory=dict)
     review_api_keys_file: Path | None = None
     review_clock_skew_seconds: int = 300
-    review_api_rate_per_second: float = 50.0  # per access key; 0: no throttling
+    review_api_rate_per_second: float = 100.0  # per access key (burst: twice that); 0: no throttling
     review_max_open_loops: int = 100_000  # InProgress loops; above it StartHumanLoop answers 402
     review_max_input_chars: int = 3_145_728
     # Reviewers: JSON file of {name, password_hash (argon2), roles}.
