@@ -32,9 +32,20 @@ up: venv apt model
 down:
 	@if [ -x $(BIN)/hitl ]; then $(BIN)/hitl stack down; fi
 
-lint: venv
+lint: venv audit
 	$(BIN)/ruff check shared services tests bench
 	$(BIN)/mypy shared services
+
+# pip-audit on requirements.lock (deploy/audit/audit.py says when the advisory source is unreachable).
+.PHONY: audit
+AUDIT := .venv-audit
+audit: $(AUDIT)/.installed
+	$(PYTHON) deploy/audit/audit.py
+
+$(AUDIT)/.installed: deploy/audit/requirements.txt
+	test -d $(AUDIT) || $(PYTHON) -m venv $(AUDIT)
+	$(AUDIT)/bin/pip install -q -r deploy/audit/requirements.txt
+	touch $@
 
 venv: $(STAMP)
 
@@ -84,4 +95,4 @@ lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^hitl-pipeline' > requirements.lock
 
 clean:
-	rm -rf $(VENV) $(TOOLS) $(EXPORT) .run
+	rm -rf $(VENV) $(TOOLS) $(EXPORT) $(AUDIT) .run

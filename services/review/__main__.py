@@ -19,7 +19,9 @@ def main() -> None:
         port=settings.review_port,
         log_level="warning",
         access_log=False,
-        proxy_headers=False,
+        # X-Forwarded-For names the client only when it comes from a configured proxy (the Ingress).
+        proxy_headers=bool(settings.review_forwarded_allow_ips),
+        forwarded_allow_ips=settings.review_forwarded_allow_ips or None,
         timeout_graceful_shutdown=10,
     )
 

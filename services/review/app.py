@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from hitl.logs import get_logger
 from hitl.review.errors import PortalError
 from hitl.settings import Settings
-from services.review import api, flows_api, metrics, operator, portal
+from services.review import api, flows_api, metrics, operator, portal, security
 from services.review.config import Runtime, build, flow_definitions
 from services.review.security import SecurityHeaders
 
@@ -80,7 +80,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     async def metrics_endpoint(request: Request) -> Response:
         token = settings.review_metrics_token
         if token:
-            if request.headers.get("authorization") != f"Bearer {token}":
+            if not security.constant_time_equal(f"Bearer {token}", request.headers.get("authorization")):
                 return PlainTextResponse("unauthorized", status_code=401)
         elif not _loopback(request):
             return PlainTextResponse("forbidden", status_code=403)
@@ -101,14 +101,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         Mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static"),
     ]
     middleware = [
-        Middleware(SecurityHeaders),
+        Middleware(SecurityHeaders, hsts=runtime.secure),
         Middleware(
             SessionMiddleware,
             secret_key=runtime.session_secret,
             session_cookie="hitl_review_session",
             max_age=settings.review_session_max_age,
             same_site="strict",
-            https_only=settings.review_secure_cookies,
+            https_only=runtime.secure,
         ),
     ]
     return Starlette(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ import redis
 
 from hitl.logs import get_logger
 from hitl.review import flows, reviewers
+from hitl.review.accounts import Account, AccountStore, configured_secret
+from hitl.review.guards import Guards, SigninPolicy
 from hitl.review.publisher import AwsPublisher
 from hitl.review.service import ReviewService, ServiceConfig
 from hitl.review.store import LoopStore
@@ -27,8 +30,14 @@ class Runtime:
     settings: Settings
     service: ReviewService
     api_keys: dict[str, str]
-    reviewers: dict[str, reviewers.Reviewer]
+    accounts: AccountStore
+    guards: Guards
     session_secret: str
+    secure: bool  # Secure cookies and HSTS
+
+    def secret_for(self, access_key: str) -> str | None:
+        """The secret of a configured key, else of a key created with ``hitl review keys create``."""
+        return self.api_keys.get(access_key) or self.accounts.key_secret(access_key)
 
 
 def api_keys(settings: Settings) -> dict[str, str]:
@@ -41,12 +50,39 @@ def api_keys(settings: Settings) -> dict[str, str]:
 
 
 def session_secret(settings: Settings) -> str:
-    if settings.review_session_secret:
-        return settings.review_session_secret
-    if settings.review_session_secret_file:
-        return Path(settings.review_session_secret_file).read_text().strip()
+    found = configured_secret(settings.review_session_secret, settings.review_session_secret_file)
+    if found:
+        return found
     log.warning("review_session_secret_generated", detail="sessions end when this process restarts")
     return secrets.token_urlsafe(32)
+
+
+def secure_cookies(settings: Settings) -> bool:
+    """Explicit setting, else on unless the service listens on loopback only."""
+    if settings.review_secure_cookies is not None:
+        return settings.review_secure_cookies
+    try:
+        return not ipaddress.ip_address(settings.review_host).is_loopback
+    except ValueError:
+        return settings.review_host != "localhost"
+
+
+def seed_accounts(settings: Settings, accounts: AccountStore) -> None:
+    """Accounts from the reviewers file (written over: the file is their source) and the first admin."""
+    if settings.review_reviewers_file:
+        for entry in reviewers.load(Path(settings.review_reviewers_file)).values():
+            account = Account(name=entry.name, password_hash=entry.password_hash, roles=entry.roles, teams=entry.teams)
+            existing = accounts.get(entry.name)
+            accounts.put(account, end_sessions=existing is not None and existing.password_hash != account.password_hash)
+    if settings.review_admin_file:
+        document = json.loads(Path(settings.review_admin_file).read_text())
+        name = str(document["name"])
+        if accounts.get(name) is None:
+            password_hash = document.get("password_hash") or reviewers.hash_password(str(document["password"]))
+            accounts.put(Account(name=name, password_hash=password_hash, roles=["reviewer", "operator", "admin"]))
+            log.info("review_admin_created", reviewer=name)
+    if not accounts.all():
+        log.warning("review_accounts_missing", detail="nobody can sign in to the portal")
 
 
 def flow_definitions(settings: Settings) -> list[flows.FlowDefinition]:
@@ -63,6 +99,14 @@ def build(settings: Settings) -> Runtime:
         event_source=settings.a2i_event_source,
         event_bus=settings.event_bus,
         image_buckets=frozenset(settings.review_image_buckets or [settings.bucket]),
+        image_prefixes=tuple(settings.review_image_prefixes),
+        excluded_prefixes=tuple(
+            p
+            for p in (settings.models_prefix, settings.records_prefix, settings.datasets_prefix,
+                      settings.a2i_output_prefix, settings.audits_prefix)
+            if p
+        ),
+        max_json_depth=settings.review_max_json_depth,
         max_input_chars=settings.review_max_input_chars,
         max_open_loops=settings.review_max_open_loops,
         max_image_bytes=settings.review_max_image_bytes,
@@ -82,7 +126,14 @@ def build(settings: Settings) -> Runtime:
         on_event=lambda status: metrics.EVENTS_EMITTED.labels(status=status).inc(),
         on_answer=on_answer,
     )
-    found = reviewers.load(Path(settings.review_reviewers_file)) if settings.review_reviewers_file else {}
-    if not found:
-        log.warning("review_reviewers_missing", detail="nobody can sign in to the portal")
-    return Runtime(settings, service, api_keys(settings), found, session_secret(settings))
+    secret = session_secret(settings)
+    accounts = AccountStore(store.r, settings.key, secret)
+    seed_accounts(settings, accounts)
+    policy = SigninPolicy(
+        free_failures=settings.review_signin_free_failures,
+        window_seconds=settings.review_signin_window_seconds,
+        base_seconds=settings.review_signin_backoff_seconds,
+        max_seconds=settings.review_signin_backoff_max_seconds,
+    )
+    guards = Guards(store.r, settings.key, policy)
+    return Runtime(settings, service, api_keys(settings), accounts, guards, secret, secure_cookies(settings))

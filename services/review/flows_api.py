@@ -20,9 +20,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hitl.review.errors import AuthError
-from services.review.api import Handler, _endpoint, _json
+from services.review.api import Gate, Handler, _endpoint, _json
 from services.review.config import Runtime
-from services.review.throttle import TokenBuckets
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
@@ -39,17 +38,19 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 def _signed(runtime: Runtime) -> Callable[[Handler], Endpoint]:
     """Wrap handlers exactly as the A2I API wraps its own (SigV4, body limit, rate, errors, metrics):
     the one place this module depends on :mod:`services.review.api`."""
-    buckets = TokenBuckets(runtime.settings.review_api_rate_per_second)
-    return lambda handler: _endpoint(runtime, buckets, handler)
+    gate = Gate(runtime)
+    return lambda handler: _endpoint(gate, handler)
 
 
 def routes(runtime: Runtime) -> list[Route]:
     service = runtime.service
     wrap = _signed(runtime)
     admins = frozenset(runtime.settings.review_admin_access_keys)
+    depth = runtime.settings.review_max_json_depth
 
     def require_admin(request: Request) -> None:
-        if _access_key(request) not in admins:
+        key = _access_key(request)
+        if key not in admins and not runtime.accounts.key_is_admin(key):
             raise AuthError(
                 "AccessDeniedException",
                 "This access key may read flow definitions but not change them (HITL_REVIEW_ADMIN_ACCESS_KEYS)",
@@ -57,7 +58,7 @@ def routes(runtime: Runtime) -> list[Route]:
 
     def create(request: Request, body: bytes) -> Any:
         require_admin(request)
-        return service.create_flow(_json(body))
+        return service.create_flow(_json(body, depth))
 
     def list_flows(request: Request, body: bytes) -> Any:
         return service.list_flows(request.query_params)
@@ -67,7 +68,7 @@ def routes(runtime: Runtime) -> list[Route]:
 
     def update(request: Request, body: bytes) -> Any:
         require_admin(request)
-        return service.update_flow(request.path_params["name"], _json(body))
+        return service.update_flow(request.path_params["name"], _json(body, depth))
 
     return [
         Route("/flow-definitions", wrap(create), methods=["POST"]),

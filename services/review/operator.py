@@ -15,7 +15,7 @@ from services.review.portal import templates
 
 def routes(runtime: Runtime) -> list[Route]:
     async def page(request: Request) -> Response:
-        reviewer = security.current_reviewer(request, runtime)
+        reviewer = await security.current_reviewer(request, runtime)
         if reviewer is None:
             return RedirectResponse("/login", status_code=303)
         if not reviewer.is_operator:

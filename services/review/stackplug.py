@@ -73,4 +73,6 @@ def stack_env_lines(url: str, settings: Settings | None = None) -> list[str]:
         f"HITL_FLOW_DEFINITION_ARN={arn}",
         f"HITL_REVIEW_REVIEWERS_FILE={folder / 'reviewers.json'}",
         f"HITL_REVIEW_PASSWORD_FILE={folder / 'reviewer-passwords.json'}",
+        # `hitl review keys` seals API key secrets with the service's session secret.
+        f"HITL_REVIEW_SESSION_SECRET_FILE={folder / 'session-secret'}",
     ]

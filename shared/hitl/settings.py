@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     review_api_keys: dict[str, str] = Field(default_factory=dict)
     review_api_keys_file: Path | None = None
     review_clock_skew_seconds: int = 300
-    review_api_rate_per_second: float = 0.0  # per access key; 0: no throttling
+    review_api_rate_per_second: float = 100.0  # per access key (burst: twice that); 0: no throttling
     review_max_open_loops: int = 100_000  # InProgress loops; above it StartHumanLoop answers 402
     review_max_input_chars: int = 3_145_728
     # Reviewers: JSON file of {name, password_hash (argon2), roles}.
@@ -110,7 +110,8 @@ class Settings(BaseSettings):
     review_session_secret: str = ""
     review_session_secret_file: Path | None = None
     review_session_max_age: int = 8 * 3600
-    review_secure_cookies: bool = False  # set behind HTTPS
+    # Secure cookies and HSTS; unset: on whenever review_host is not a loopback address.
+    review_secure_cookies: bool | None = None
     review_image_buckets: list[str] = Field(default_factory=list)  # empty: [bucket]
     review_max_image_bytes: int = 15 * 1024 * 1024
     review_sweep_interval: float = 1.0
@@ -119,6 +120,23 @@ class Settings(BaseSettings):
     # --- review service: flow-definition admin API ---
     # Access key ids (of review_api_keys) that may create and change flow definitions; empty: none.
     review_admin_access_keys: list[str] = Field(default_factory=list)
+
+    # --- review service: accounts, sign-in throttling, strict API input ---------------------------
+    # The first admin, created at start when missing: JSON {"name", "password" or "password_hash"}.
+    review_admin_file: Path | None = None
+    review_login_concurrency: int = Field(default=2, ge=1, le=16)  # password checks at once (64 MiB each)
+    review_login_waiting: int = Field(default=32, ge=1)  # sign-ins queued for a check; beyond: 429
+    review_signin_free_failures: int = 5  # per client address and per account, within the window
+    review_signin_window_seconds: int = 900
+    review_signin_backoff_seconds: float = 2.0  # doubles with every further failure
+    review_signin_backoff_max_seconds: float = 900.0
+    review_login_token_seconds: int = 900  # a sign-in form's one-use CSRF token lives this long
+    # Proxies whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips); empty: none.
+    review_forwarded_allow_ips: str = ""
+    # Task images only from these key prefixes; empty: any key outside the pipeline's own data.
+    review_image_prefixes: list[str] = Field(default_factory=list)
+    review_max_json_depth: int = 32
+    review_api_concurrent_bodies: int = 8  # A2I request bodies read at once
 
     # --- training ------------------------------------------------------------------------------
     train_backend: TrainBackend = "local"

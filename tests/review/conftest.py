@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 
 from hitl.review import reviewers
 from hitl.review.portal_client import PortalClient
+from hitl.review.sigv4 import sign_unique_requests
 from hitl.settings import Settings
 from hitl.stack import procs
 
@@ -205,14 +206,14 @@ def start_review(
 
 
 def a2i_client(url: str, validate: bool = True, secret: str = "testing", key: str = "testing") -> Any:
-    return boto3.client(
+    return sign_unique_requests(boto3.client(
         "sagemaker-a2i-runtime",
         endpoint_url=url,
         region_name=REGION,
         aws_access_key_id=key,
         aws_secret_access_key=secret,
         config=Config(retries={"max_attempts": 1}, parameter_validation=validate),
-    )
+    ))  # two equal calls within a second are not a replay: each signs its own x-hitl-request-id
 
 
 @pytest.fixture(scope="session")

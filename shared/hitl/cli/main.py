@@ -17,6 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from hitl.cli.accounts import accounts_app
 from hitl.cli.audit import audit_app
 from hitl.cli.models import models_app
 from hitl.cli.repair import repair as repair_command
@@ -29,6 +30,7 @@ params_app = typer.Typer(help="Runtime parameters (SSM Parameter Store).", no_ar
 stack_app = typer.Typer(help="The local stack on loopback (embedded defaults).", no_args_is_help=True)
 app.add_typer(params_app, name="params")
 app.add_typer(review_app)
+review_app.add_typer(accounts_app)  # hitl review users|keys
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
 app.add_typer(stack_app, name="stack")

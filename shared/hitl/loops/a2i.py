@@ -13,6 +13,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from hitl.review.sigv4 import sign_unique_requests
+
 _lock = threading.Lock()
 _client: Any = None
 
@@ -24,7 +26,9 @@ def client() -> Any:
     global _client
     with _lock:
         if _client is None:
-            _client = boto3.session.Session().client("sagemaker-a2i-runtime", config=A2I_CONFIG)  # type: ignore[call-overload]
+            _client = sign_unique_requests(
+                boto3.session.Session().client("sagemaker-a2i-runtime", config=A2I_CONFIG)  # type: ignore[call-overload]
+            )
         return _client
 
 

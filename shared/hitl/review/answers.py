@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from hitl.review.errors import PortalError
@@ -25,8 +26,10 @@ CLASSIFICATION_NAME = "category"
 
 
 def _int(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PortalError(400, f"{what} must be a number")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise PortalError(400, f"{what} must be a finite number")
+    if abs(value) > MAX_IMAGE_SIDE * 10:
+        raise PortalError(400, f"{what} is out of range")
     return round(value)
 
 
@@ -70,30 +73,38 @@ def _classification(content: dict[str, Any], labels: list[str]) -> dict[str, Any
     return {CLASSIFICATION_NAME: {"label": label}}
 
 
-def _verification(content: dict[str, Any], labels: list[str]) -> dict[str, Any]:
+def _verification(content: dict[str, Any], asked: list[str]) -> dict[str, Any]:
     result = content.get("labelVerification")
     entries = result.get("labels") if isinstance(result, dict) else None
     if not isinstance(entries, list) or len(entries) > MAX_BOXES:
         raise PortalError(400, "labelVerification.labels must be a list")
     verified = []
+    seen: set[str] = set()
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("label"), str):
             raise PortalError(400, "every verified label needs a label")
+        if entry["label"] not in asked:
+            raise PortalError(400, f"only the labels asked about may be verified: {asked}")
+        if entry["label"] in seen:
+            raise PortalError(400, f"label {entry['label']!r} is verified twice")
+        seen.add(entry["label"])
         if not isinstance(entry.get("verified"), bool):
             raise PortalError(400, "verified must be true or false")
         verified.append({"label": entry["label"], "verified": entry["verified"]})
     return {"labelVerification": {"labels": verified}}
 
 
-def validate(task_type: TaskType, content: object, labels: list[str]) -> dict[str, Any]:
-    """The answer normalised (integers, known keys only); PortalError 400 when malformed."""
+def validate(task_type: TaskType, content: object, labels: list[str], asked: list[str] | None = None) -> dict[str, Any]:
+    """The answer normalised (integers, known keys only); PortalError 400 when malformed.
+
+    ``asked``: the labels a LabelVerification task asks about (default: ``labels``)."""
     if not isinstance(content, dict):
         raise PortalError(400, "the answer must be a JSON object")
     if task_type == "BoundingBox":
         return _boxes(content, labels)
     if task_type == "ImageClassification":
         return _classification(content, labels)
-    return _verification(content, labels)
+    return _verification(content, asked if asked is not None else labels)
 
 
 def verification_targets(initial_value: Any) -> list[str]:

@@ -19,6 +19,11 @@ def _live_claims(loop: HumanLoop, now: datetime) -> dict[str, datetime]:
     return {who: at for who, at in loop.claims.items() if now - at < limit}
 
 
+def holds_claim(loop: HumanLoop, reviewer: str, now: datetime) -> bool:
+    """Whether the reviewer's claim is live: within the task's time limit and the loop's deadline."""
+    return reviewer in _live_claims(loop, now) and now < loop.deadline
+
+
 def answered_by(loop: HumanLoop, reviewer: str) -> bool:
     return any(a.reviewer == reviewer for a in loop.answers)
 
@@ -52,9 +57,10 @@ def record_answer(loop: HumanLoop, reviewer: str, content: dict[str, Any], now: 
     accepted = loop.claims.get(reviewer)
     if accepted is None:
         raise PortalError(409, "Open the task before answering it")
-    others = {who for who in _live_claims(loop, now) if who != reviewer}
-    if len(loop.answers) + len(others) >= loop.flow.task_count:
-        raise PortalError(409, "Your time on this task ran out and another reviewer took it")
+    if now >= loop.deadline:
+        raise PortalError(409, "This task expired before your answer arrived")
+    if reviewer not in _live_claims(loop, now):
+        raise PortalError(409, "Your time on this task ran out; open it again if it is still offered")
     answer = Answer(reviewer=reviewer, answer_content=content, acceptance_time=accepted, submission_time=now)
     loop.answers.append(answer)
     loop.claims.pop(reviewer, None)

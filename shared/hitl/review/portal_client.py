@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import io
+import ipaddress
 import json
 import re
 import urllib.error
@@ -19,6 +20,26 @@ from PIL import Image
 
 _FORM_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 _META_TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+def _loopback(host: str) -> bool:
+    name = urllib.parse.urlsplit(f"//{host}").hostname or ""
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class _LoopbackIsSecure(http.cookiejar.DefaultCookiePolicy):
+    """Browsers treat http://localhost and loopback addresses as secure origins and send ``Secure``
+    cookies there (a service bound to 0.0.0.0 in a container sets them); so does this client."""
+
+    def return_ok_secure(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
+        if cookie.secure and request.type == "http" and _loopback(request.host):
+            return True
+        return bool(super().return_ok_secure(cookie, request))
 
 
 class PortalHTTPError(RuntimeError):
@@ -33,7 +54,7 @@ class PortalClient:
             raise ValueError("the portal URL must be http(s)")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self._jar = http.cookiejar.CookieJar()
+        self._jar = http.cookiejar.CookieJar(policy=_LoopbackIsSecure())
         self._opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self._jar))
         self.csrf = ""
 

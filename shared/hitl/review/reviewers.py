@@ -1,7 +1,8 @@
 """Reviewer accounts: names, argon2 password hashes and roles, from a JSON file.
 
-``{"reviewers": [{"name": "alice", "password_hash": "$argon2id$...", "roles": ["reviewer"]}]}``;
-the role ``operator`` also opens the operator page.
+``{"reviewers": [{"name": "alice", "password_hash": "$argon2id$...", "roles": ["reviewer"], "teams": []}]}``;
+the role ``operator`` also opens the operator page. At start the service copies these accounts into
+its store (:mod:`hitl.review.accounts`), where ``hitl review users`` manages them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Reviewer(BaseModel):
     name: str
     password_hash: str
     roles: list[str] = Field(default_factory=lambda: ["reviewer"])
+    teams: list[str] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -49,13 +51,18 @@ def load(path: Path) -> dict[str, Reviewer]:
     return {r.name: r for r in found}
 
 
+def password_matches(password_hash: str | None, password: str) -> bool:
+    """argon2id check; an unknown account (None) costs the same as a wrong password."""
+    try:
+        _hasher.verify(password_hash or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return password_hash is not None
+
+
 def authenticate(reviewers: dict[str, Reviewer], name: str, password: str) -> Reviewer | None:
     reviewer = reviewers.get(name)
-    try:
-        _hasher.verify(reviewer.password_hash if reviewer else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    return reviewer
+    return reviewer if password_matches(reviewer.password_hash if reviewer else None, password) else None
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -58,8 +58,14 @@ class ServiceConfig:
     stop_delay_seconds: float = 0.0
     issuer: str = "hitl-review"
     retention_seconds: float = 30 * 86400.0  # ended loops are deleted this long after creation
+    image_prefixes: tuple[str, ...] = ()  # empty: any key outside excluded_prefixes
+    excluded_prefixes: tuple[str, ...] = ()
+    max_json_depth: int = 32
     # S3OutputPath of a flow created through the admin API without one.
     default_output_path: str = ""
+
+    def image_keys(self) -> inputs.ImageKeys:
+        return inputs.ImageKeys(self.image_buckets, self.image_prefixes, self.excluded_prefixes)
 
 
 @dataclass
@@ -165,7 +171,7 @@ class ReviewService:
         flow = self.flows.get(flow_arn)
         if flow is None:
             raise ValidationError(f"Flow definition {flow_arn} does not exist")
-        inputs.parse(raw, self.config.max_input_chars, self.config.image_buckets)
+        inputs.parse(raw, self.config.max_input_chars, self.config.image_keys(), self.config.max_json_depth)
         assert isinstance(raw, str)
         loop = HumanLoop(
             name=name,
@@ -258,7 +264,12 @@ class ReviewService:
         return missing
 
     # --- reviewer portal -------------------------------------------------------------------------
-    def queue(self, reviewer: str) -> list[dict[str, Any]]:
+    def _check_team(self, loop: HumanLoop, teams: list[str]) -> None:
+        """Teams as the flow names them now (a started loop follows its flow's team changes)."""
+        if not self.current_flow(loop).allows(teams):
+            raise PortalError(403, "This task belongs to another team")
+
+    def queue(self, reviewer: str, teams: list[str]) -> list[dict[str, Any]]:
         now = self.clock()
         found = []
         current: dict[str, FlowDefinition | None] = {}  # each flow read once per listing
@@ -267,6 +278,8 @@ class ReviewService:
                 if loop.flow_arn not in current:
                     current[loop.flow_arn] = self.flows.get(loop.flow_arn)
                 flow = loop.flow.presented_as(current[loop.flow_arn])
+                if not flow.allows(teams):
+                    continue
                 document = loop.input_document
                 found.append(
                     {
@@ -281,11 +294,12 @@ class ReviewService:
                 )
         return found
 
-    def open_task(self, reviewer: str, name: str) -> TaskView:
+    def open_task(self, reviewer: str, name: str, teams: list[str]) -> TaskView:
         now = self.clock()
         accepted: list[datetime] = []
 
         def apply(loop: HumanLoop) -> Change:
+            self._check_team(loop, teams)
             accepted.append(assignment.claim(loop, reviewer, now))
             return Change(loop, [])
 
@@ -312,21 +326,41 @@ class ReviewService:
     def _gone() -> Change:
         raise PortalError(404, "This task does not exist")
 
-    def task_image(self, reviewer: str, name: str) -> tuple[bytes, str]:
-        """The image of a task the reviewer currently holds, from an allowed bucket only."""
+    def task_image(self, reviewer: str, name: str, teams: list[str]) -> tuple[bytes, str]:
+        """The image of a task the reviewer currently holds, from an allowed bucket and prefix only,
+        and only when it is a raster image (PNG, JPEG, GIF, WebP) by its own bytes."""
         loop = self.store.get(name)
-        if loop is None or reviewer not in loop.claims or loop.status is not Status.IN_PROGRESS:
+        now = self.clock()
+        if (
+            loop is None
+            or loop.status is not Status.IN_PROGRESS
+            or not assignment.holds_claim(loop, reviewer, now)
+        ):
             raise PortalError(404, "No such task in your hands")
-        task = inputs.parse(loop.input_content, len(loop.input_content), self.config.image_buckets)
-        return self.publisher.get_image(task.bucket, task.key, self.config.max_image_bytes)
+        self._check_team(loop, teams)
+        try:
+            task = inputs.parse(
+                loop.input_content, len(loop.input_content), self.config.image_keys(), self.config.max_json_depth
+            )
+        except ValidationError as error:
+            raise PortalError(403, f"The task's image is not served: {error.message}") from None
+        body, _ = self.publisher.get_image(task.bucket, task.key, self.config.max_image_bytes)
+        kind = inputs.raster_type(body)
+        if kind is None:
+            raise PortalError(415, "The task's image is not a PNG, JPEG, GIF or WebP image")
+        return body, kind
 
-    def submit(self, reviewer: str, name: str, content: object) -> None:
+    def submit(self, reviewer: str, name: str, content: object, teams: list[str]) -> None:
         now = self.clock()
         recorded: list[float] = []
 
         def apply(loop: HumanLoop) -> Change:
-            labels = inputs.task_labels(self.current_flow(loop), loop.input_document)
-            normalised = answers.validate(loop.flow.task_type, content, labels)
+            flow = self.current_flow(loop)
+            if not flow.allows(teams):
+                raise PortalError(403, "This task belongs to another team")
+            labels = inputs.task_labels(flow, loop.input_document)
+            asked = answers.verification_targets(loop.input_document.get("initialValue")) or labels
+            normalised = answers.validate(loop.flow.task_type, content, labels, asked)
             recorded.append(assignment.record_answer(loop, reviewer, normalised, now).seconds)
             return Change(loop, [])
 
@@ -342,8 +376,9 @@ class ReviewService:
             except Exception:
                 log.exception("finalize_deferred", loop_name=name)
 
-    def skip(self, reviewer: str, name: str) -> None:
+    def skip(self, reviewer: str, name: str, teams: list[str]) -> None:
         def apply(loop: HumanLoop) -> Change:
+            self._check_team(loop, teams)
             assignment.skip(loop, reviewer)
             return Change(loop, [])
 
