@@ -101,9 +101,9 @@ class Trainer:
         total = int(self.redis.scard(self.dataset.examples_key))  # type: ignore[arg-type]
         # Recorded first: whatever happens now, the same labels are not attempted again at every poll.
         self.redis.set(self.attempt_key, total)
-        test_lines = self._read_manifest(self.settings.test_manifest_key)
-        test_refs = {line["source-ref"] for line in test_lines}
         merged = self.dataset.build_manifest(base=self._read_manifest(self.settings.seed_manifest_key))
+        test_lines = self._read_manifest(self.settings.test_manifest_key) or self._carve_test_split(merged)
+        test_refs = {line["source-ref"] for line in test_lines}
         train_lines = [line for line in merged if line["source-ref"] not in test_refs]
         notices.publish(self.settings, "started", labels=total, train_lines=len(train_lines), token=lock.token)
         images = S3Images()
@@ -159,3 +159,16 @@ class Trainer:
         artifact = self.registry.artifact(version)
         report = evaluate_artifact(artifact, [(images.image(x.source_ref), x) for x in parsed], thresholds=None)
         return float(report.f1)
+
+    # --- cold start: the held-back split (hitl.training.split) ---------------------------------------
+    def _carve_test_split(self, merged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """No test manifest yet: hold back a share of the labels and keep it, fixed, as the test split."""
+        from hitl.training.split import carve_test_split
+
+        _, test = carve_test_split(merged)
+        if test:
+            aws.client("s3").put_object(
+                Bucket=self.settings.bucket, Key=self.settings.test_manifest_key, Body=write_manifest(test).encode()
+            )
+            log.info("test_split_carved", held_back=len(test), labelled=len(merged))
+        return test
