@@ -162,7 +162,11 @@ class Redriver:
         seen: set[str] = set()
         while True:
             batch = sqs.receive_message(
-                QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=60, MessageAttributeNames=["All"]
+                QueueUrl=dlq,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=60,
+                WaitTimeSeconds=0,
+                MessageAttributeNames=["All"],
             ).get("Messages", [])
             fresh = [m for m in batch if m["MessageId"] not in seen]
             if not fresh:

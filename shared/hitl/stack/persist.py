@@ -109,7 +109,11 @@ def save(run_dir: Path, endpoint: str) -> SnapshotSummary:
         while True:
             # A long visibility: moto stops right after, so nothing is received twice meanwhile.
             batch = sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=600, MessageAttributeNames=["All"]
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=600,
+                WaitTimeSeconds=0,
+                MessageAttributeNames=["All"],
             ).get("Messages", [])
             if not batch:
                 break
