@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from hitl.logs import get_logger
 from hitl.review.errors import PortalError
 from hitl.settings import Settings
-from services.review import api, metrics, operator, portal
+from services.review import api, flows_api, metrics, operator, portal
 from services.review.config import Runtime, build, flow_definitions
 from services.review.security import SecurityHeaders
 
@@ -53,9 +53,8 @@ def _loopback(request: Request) -> bool:
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     runtime = runtime or build(settings)
-    for flow in flow_definitions(settings):
-        arn = runtime.service.register_flow(flow)
-        log.info("flow_definition_registered", flow_definition_arn=arn)
+    # Configured flows are seeds: registered now and again whenever they go missing from Redis.
+    runtime.service.flows.seed(flow_definitions(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -96,6 +95,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
         *api.routes(runtime),
+        *flows_api.routes(runtime),
         *portal.routes(runtime),
         *operator.routes(runtime),
         Mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static"),

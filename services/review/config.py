@@ -67,6 +67,7 @@ def build(settings: Settings) -> Runtime:
         max_open_loops=settings.review_max_open_loops,
         max_image_bytes=settings.review_max_image_bytes,
         stop_delay_seconds=settings.review_stop_delay_seconds,
+        default_output_path=f"s3://{settings.bucket}/{settings.a2i_output_prefix.strip('/')}",
     )
 
     def on_answer(reviewer: str, seconds: float) -> None:

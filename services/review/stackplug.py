@@ -47,6 +47,8 @@ def prepare(settings: Settings) -> dict[str, str]:
         "HITL_REVIEW_SESSION_SECRET_FILE": str(secret_file.resolve()),
         "HITL_REVIEW_FLOW_DEFINITIONS_FILE": str(flows_file.resolve()),
         "HITL_REVIEW_API_KEYS": json.dumps(LOOPBACK_KEYS),
+        # The local stack's own credentials may also change flow definitions (hitl review flows).
+        "HITL_REVIEW_ADMIN_ACCESS_KEYS": json.dumps(sorted(LOOPBACK_KEYS)),
     }
 
 

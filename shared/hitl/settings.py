@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     review_sweep_interval: float = 1.0
     review_stop_delay_seconds: float = 0.0  # how long a stopped loop stays Stopping
     review_metrics_token: str = ""  # empty: /metrics answers loopback clients only
+    # --- review service: flow-definition admin API ---
+    # Access key ids (of review_api_keys) that may create and change flow definitions; empty: none.
+    review_admin_access_keys: list[str] = Field(default_factory=list)
 
     # --- training ------------------------------------------------------------------------------
     train_backend: TrainBackend = "local"

@@ -183,6 +183,7 @@ def start_review(
             "HITL_KEY_PREFIX": f"hitltest-{name}",
             "HITL_REVIEW_PORT": str(procs.free_port()),
             "HITL_REVIEW_API_KEYS": json.dumps({"testing": "testing"}),
+            "HITL_REVIEW_ADMIN_ACCESS_KEYS": json.dumps(["testing"]),
             "HITL_REVIEW_REVIEWERS_FILE": str(review_files["reviewers"]),
             "HITL_REVIEW_FLOW_DEFINITIONS_FILE": str(review_files["flows"]),
             "HITL_REVIEW_SESSION_SECRET": f"test-secret-{name}",

@@ -64,6 +64,8 @@
       state.choice = null;
       $("task-title").textContent = task.title;
       $("task-description").textContent = task.description;
+      $("task-instructions").textContent = task.instructions || "";
+      $("task-instructions").hidden = !task.instructions;
       $("task-name").textContent = task.name;
       $("task-reason").textContent = task.routeReason || "review";
       $("box-tools").hidden = task.taskType !== "BoundingBox";
@@ -341,7 +343,8 @@
   $("refresh").addEventListener("click", () => loadQueue(true));
 
   document.addEventListener("keydown", (event) => {
-    if (!state.task || event.target.closest("select, input, textarea")) return;
+    // Typing in a field keeps its keys; a radio button (class, yes/no) leaves the shortcuts on.
+    if (!state.task || event.target.closest("select, textarea, input:not([type=radio])")) return;
     const type = state.task.taskType;
     let handled = true;
     if (event.key === "Enter") finish("submit");

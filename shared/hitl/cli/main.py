@@ -22,6 +22,7 @@ from hitl.cli.dataset import dataset_app
 from hitl.cli.dlq import dlq_app
 from hitl.cli.models import models_app
 from hitl.cli.review import review_app
+from hitl.cli.review_flows import flows_app
 from hitl.cli.train import train
 from hitl.settings import get_settings
 
@@ -36,6 +37,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(dataset_app, name="dataset")
 app.command("train")(train)
+review_app.add_typer(flows_app, name="flows")
 
 console = Console(stderr=True)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}

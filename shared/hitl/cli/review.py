@@ -1,4 +1,5 @@
-"""``hitl review --auto``: the simulated reviewer, through the portal's HTTP API."""
+"""``hitl review``: the simulated reviewer (``--auto``) through the portal's HTTP API, and the
+review service's administration commands (sub-commands registered in ``hitl.cli.main``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ from hitl.review import autoreview
 from hitl.review.portal_client import PortalClient
 from hitl.settings import get_settings
 
-review_app = typer.Typer(add_completion=False)
+review_app = typer.Typer(
+    name="review",
+    add_completion=False,
+    invoke_without_command=True,
+    help="Review service: a simulated reviewer (--auto) and administration commands.",
+)
 
 
 def _password(reviewer: str, password_file: Path | None) -> str:
@@ -31,8 +37,9 @@ def _password(reviewer: str, password_file: Path | None) -> str:
     return text
 
 
-@review_app.command("review")
+@review_app.callback()
 def review(
+    ctx: typer.Context,
     auto: Annotated[bool, typer.Option("--auto", help="Answer tasks automatically from --truth.")] = False,
     truth: Annotated[
         Path | None, typer.Option(exists=True, dir_okay=False, help="Ground Truth manifest (JSON Lines).")
@@ -47,9 +54,13 @@ def review(
     until_idle: Annotated[float, typer.Option(min=0.0, help="Stop when the queue stays empty this long (s).")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the error generator.")] = 0,
 ) -> None:
-    """Review human loops as a simulated reviewer (demos and benchmarks)."""
+    """Review human loops as a simulated reviewer (demos and benchmarks), or administer the service."""
+    if ctx.invoked_subcommand is not None:
+        return
     if not auto or truth is None:
-        raise typer.BadParameter("only the simulated reviewer exists here: pass --auto --truth FILE")
+        raise typer.BadParameter(
+            "pass --auto --truth FILE to review as a simulated reviewer, or a command (hitl review --help)"
+        )
     base = url or os.environ.get("HITL_REVIEW_URL") or f"http://127.0.0.1:{get_settings().review_port}"
     client = PortalClient(base)
     client.sign_in(reviewer, _password(reviewer, password_file))

@@ -3,7 +3,9 @@
 A2I does not merge answers (REFERENCE.md §1): labels go by majority, boxes are clustered by IoU
 (same label, one box per reviewer per cluster) and a cluster backed by a strict majority of the
 reviewers becomes one box at the members' median. ``agreement`` is the share of reviewers whose own
-answer equals the consolidated one. With a single answer everything is passed through unchanged.
+answer equals the consolidated one; ``box_support`` the share of reviewers behind each kept box, and
+``label_support`` the share that chose the kept label (Ground Truth's per-object confidence). With a
+single answer everything is passed through unchanged.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class Consolidated:
     label: str | None = None
     verified: dict[str, bool] = field(default_factory=dict)
     submission_time: str | None = None  # the last answer's: when the loop's answer was complete
+    box_support: list[float] = field(default_factory=list)  # per box in ``boxes``
+    label_support: float = 1.0
 
 
 def _coords(box: dict[str, Any]) -> tuple[float, float, float, float]:
@@ -58,9 +62,17 @@ def consolidate_boxes(
     answers: Sequence[Sequence[dict[str, Any]]], threshold: float = IOU_THRESHOLD
 ) -> tuple[list[dict[str, Any]], float]:
     """Boxes of each reviewer → (consensus boxes, agreement)."""
+    boxes, agreement, _ = consolidate_boxes_with_support(answers, threshold)
+    return boxes, agreement
+
+
+def consolidate_boxes_with_support(
+    answers: Sequence[Sequence[dict[str, Any]]], threshold: float = IOU_THRESHOLD
+) -> tuple[list[dict[str, Any]], float, list[float]]:
+    """Boxes of each reviewer → (consensus boxes, agreement, share of reviewers behind each box)."""
     n = len(answers)
     if n == 0:
-        return [], 0.0
+        return [], 0.0, []
     clusters: list[_Cluster] = []
     placed: list[list[int]] = []  # per reviewer: the cluster index of each of their boxes
     for worker, boxes in enumerate(answers):
@@ -81,7 +93,8 @@ def consolidate_boxes(
         placed.append(mine)
     kept = {i for i, c in enumerate(clusters) if len(c.members) * 2 > n}
     agreeing = sum(1 for mine in placed if set(mine) == kept and len(mine) == len(kept))
-    return [clusters[i].box() for i in sorted(kept)], agreeing / n
+    order = sorted(kept)
+    return [clusters[i].box() for i in order], agreeing / n, [len(clusters[i].members) / n for i in order]
 
 
 def consolidate_labels(labels: Sequence[str | None]) -> tuple[str | None, float]:
@@ -102,12 +115,21 @@ def consolidate(answers: Sequence[HumanAnswer]) -> Consolidated:
     n = len(answers)
     last = max((a.submission_time for a in same if a.submission_time), default=None)
     if kind == "boxes":
-        boxes, agreement = consolidate_boxes([a.boxes for a in same])
+        boxes, agreement, support = consolidate_boxes_with_support([a.boxes for a in same])
         size = next((a.image_size for a in same if a.image_size), None)
-        return Consolidated(kind, n, agreement * len(same) / n, boxes=boxes, image_size=size, submission_time=last)
+        return Consolidated(
+            kind,
+            n,
+            agreement * len(same) / n,
+            boxes=boxes,
+            image_size=size,
+            submission_time=last,
+            box_support=[share * len(same) / n for share in support],
+        )
     if kind == "class":
         label, agreement = consolidate_labels([a.label for a in same])
-        return Consolidated(kind, n, agreement * len(same) / n, label=label, submission_time=last)
+        share = agreement * len(same) / n
+        return Consolidated(kind, n, share, label=label, submission_time=last, label_support=share)
     if kind == "verification":
         names = list(dict.fromkeys(name for a in same for name in a.verified))
         verified = {}

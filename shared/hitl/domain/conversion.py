@@ -106,8 +106,15 @@ def detection_line(
     class_map: Mapping[str, str],
     creation_date: str | None,
     attribute: str = DEFAULT_DETECTION_ATTRIBUTE,
+    *,
+    confidences: Sequence[float] | None = None,
+    consensus: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An object-detection manifest line as a JSON-ready dict; ``class_map`` must hold every label."""
+    """An object-detection manifest line as a JSON-ready dict; ``class_map`` must hold every label.
+
+    ``confidences``: per box, the share of reviewers who drew it (1 each when absent);
+    ``consensus``: ``{"workers", "agreement"}`` of several reviewers, kept in the metadata.
+    """
     annotations = [
         {
             "class_id": _class_id(class_map, b["label"]),
@@ -118,21 +125,30 @@ def detection_line(
         }
         for b in boxes
     ]
+    shares = list(confidences) if confidences is not None else [1] * len(annotations)
+    metadata: dict[str, Any] = {
+        "job-name": f"a2i/{loop_name}",
+        "class-map": dict(class_map),
+        "human-annotated": "yes",
+        "objects": [{"confidence": _share(c)} for c in shares],
+        "creation-date": creation_date,
+        "type": DETECTION_TYPE,
+    }
+    if consensus:
+        metadata["consensus"] = dict(consensus)
     return {
         "source-ref": source_ref,
         attribute: {
             "annotations": annotations,
             "image_size": [{"width": image_size[0], "height": image_size[1], "depth": 3}],
         },
-        f"{attribute}-metadata": {
-            "job-name": f"a2i/{loop_name}",
-            "class-map": dict(class_map),
-            "human-annotated": "yes",
-            "objects": [{"confidence": 1} for _ in annotations],
-            "creation-date": creation_date,
-            "type": DETECTION_TYPE,
-        },
+        f"{attribute}-metadata": metadata,
     }
+
+
+def _share(value: float) -> float | int:
+    """A confidence as Ground Truth writes it: 1 when certain, else rounded to 3 places."""
+    return 1 if value >= 1 else round(value, 3)
 
 
 def classification_line(
@@ -142,19 +158,21 @@ def classification_line(
     class_map: Mapping[str, str],
     creation_date: str | None,
     attribute: str = DEFAULT_CLASSIFICATION_ATTRIBUTE,
+    *,
+    confidence: float = 1.0,
+    consensus: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
-        "source-ref": source_ref,
-        attribute: _class_id(class_map, label),
-        f"{attribute}-metadata": {
-            "confidence": 1,
-            "class-name": label,
-            "human-annotated": "yes",
-            "creation-date": creation_date,
-            "type": CLASSIFICATION_TYPE,
-            "job-name": f"a2i/{loop_name}",
-        },
+    metadata: dict[str, Any] = {
+        "confidence": _share(confidence),
+        "class-name": label,
+        "human-annotated": "yes",
+        "creation-date": creation_date,
+        "type": CLASSIFICATION_TYPE,
+        "job-name": f"a2i/{loop_name}",
     }
+    if consensus:
+        metadata["consensus"] = dict(consensus)
+    return {"source-ref": source_ref, attribute: _class_id(class_map, label), f"{attribute}-metadata": metadata}
 
 
 def task_object(output: Mapping[str, Any]) -> str:

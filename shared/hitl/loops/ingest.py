@@ -155,7 +155,8 @@ class Ingestor:
             class_map = class_map_for(input_labels(output), (b["label"] for b in answer.boxes))
             line = detection_line(
                 source_ref, loop_name, answer.boxes, answer.image_size, class_map, answer.submission_time,
-                self.settings.detection_attribute,
+                self.settings.detection_attribute, confidences=answer.box_support or None,
+                consensus=_consensus(answer),
             )
             if self.dataset.add(loop_name, line):
                 metrics.LABELS_ADDED.labels("object_detection").inc()
@@ -168,7 +169,8 @@ class Ingestor:
             self.dataset.copy_to_label_folder(source_ref, answer.label)
             line = classification_line(
                 source_ref, loop_name, answer.label, class_map, answer.submission_time,
-                self.settings.classification_attribute,
+                self.settings.classification_attribute, confidence=answer.label_support,
+                consensus=_consensus(answer),
             )
             if self.dataset.add(loop_name, line):
                 metrics.LABELS_ADDED.labels("classification").inc()
@@ -229,3 +231,10 @@ class Ingestor:
             matches = self.index.find(stem[4:], limit=2)
             image_id = matches[0] if len(matches) == 1 else None
         return LoopInfo(name=name, image_id=image_id, detection_id=stem if image_id else None, attempt=attempt)
+
+
+def _consensus(answer: Consolidated) -> dict[str, Any] | None:
+    """How several reviewers agreed, recorded in the dataset line (nothing for a single reviewer)."""
+    if answer.workers < 2:
+        return None
+    return {"workers": answer.workers, "agreement": round(answer.agreement, 3)}

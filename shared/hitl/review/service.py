@@ -19,6 +19,7 @@ from hitl.review import (
     answers,
     assignment,
     events,
+    flow_requests,
     inputs,
     output,
     pagination,
@@ -32,6 +33,7 @@ from hitl.review.errors import (
     QuotaExceededError,
     ValidationError,
 )
+from hitl.review.flow_registry import FlowRegistry
 from hitl.review.flows import FlowDefinition
 from hitl.review.loops import EVENT_STATUSES, HumanLoop, Status
 from hitl.review.publisher import Publisher
@@ -54,6 +56,8 @@ class ServiceConfig:
     max_image_bytes: int = 15 * 1024 * 1024
     stop_delay_seconds: float = 0.0
     issuer: str = "hitl-review"
+    # S3OutputPath of a flow created through the admin API without one.
+    default_output_path: str = ""
 
 
 @dataclass
@@ -78,6 +82,7 @@ class TaskView:
     accepted_at: str
     time_limit_seconds: int
     verify_labels: list[str]
+    instructions: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +96,7 @@ class TaskView:
             "acceptedAt": self.accepted_at,
             "timeLimitSeconds": self.time_limit_seconds,
             "verifyLabels": self.verify_labels,
+            "instructions": self.instructions,
             "imageUrl": f"/portal/api/tasks/{self.name}/image",
         }
 
@@ -112,12 +118,37 @@ class ReviewService:
         self.clock = clock
         self._on_event = on_event
         self._on_answer = on_answer
+        self.flows = FlowRegistry(store.r, store.k, config.region, config.account, clock)
 
     # --- flow definitions ----------------------------------------------------------------------
     def register_flow(self, flow: FlowDefinition) -> str:
-        arn = flow.arn(self.config.region, self.config.account)
-        self.store.put_flow(arn, flow)
-        return arn
+        """Register a configured flow: written now, and again whenever it goes missing."""
+        return self.flows.seed([flow])[0]
+
+    def current_flow(self, loop: HumanLoop) -> FlowDefinition:
+        """The loop's snapshot with labels, texts and teams as its flow defines them now."""
+        return loop.flow.presented_as(self.flows.get(loop.flow_arn))
+
+    def create_flow(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        flow = flow_requests.for_create(body, self.config.default_output_path)
+        arn, _ = self.flows.create(flow)
+        return {"FlowDefinitionArn": arn}
+
+    def update_flow(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A partial update (any definition field, ``AddLabels``, ``RemoveLabels``, ``ExpectedVersion``)."""
+        if not isinstance(body, Mapping):
+            raise ValidationError("The request body must be a JSON object")
+        fields = dict(body)
+        expected = flow_requests.expected_version(fields.pop("ExpectedVersion", None))
+        flow_requests.flatten(fields, extra=flow_requests.LABEL_EDITS)  # unknown fields: 400 before any read
+        self.flows.update(name, lambda current: flow_requests.updated(current, fields), expected)
+        return self.flows.describe(name)
+
+    def describe_flow(self, name: str) -> dict[str, Any]:
+        return self.flows.describe(name)
+
+    def list_flows(self, params: Mapping[str, str]) -> dict[str, Any]:
+        return self.flows.list_page(params)
 
     # --- A2I runtime API -------------------------------------------------------------------------
     def start(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,7 +159,7 @@ class ReviewService:
             raise ValidationError("HumanLoopInput is required")
         raw = loop_input.get("InputContent")
         classifiers = validation.content_classifiers(body.get("DataAttributes"))
-        flow = self.store.get_flow(flow_arn)
+        flow = self.flows.get(flow_arn)
         if flow is None:
             raise ValidationError(f"Flow definition {flow_arn} does not exist")
         inputs.parse(raw, self.config.max_input_chars, self.config.image_buckets)
@@ -182,7 +213,7 @@ class ReviewService:
                     low = max(low, ms + 1)
                 else:
                     high = min(high, ms - 1)
-        if self.store.get_flow(flow_arn) is None:
+        if self.flows.get(flow_arn) is None:
             raise NotFoundError(f"Flow definition {flow_arn} does not exist")
         query = pagination.fingerprint(
             flow_arn, order, params.get("CreationTimeAfter"), params.get("CreationTimeBefore")
@@ -254,18 +285,20 @@ class ReviewService:
         change = self.store.mutate(name, apply, self._gone)
         assert change.loop is not None
         loop = change.loop
+        flow = self.current_flow(loop)
         document = loop.input_document
         return TaskView(
             name=loop.name,
-            task_type=loop.flow.task_type,
-            title=loop.flow.task_title,
-            description=loop.flow.task_description,
-            labels=inputs.task_labels(loop.flow, document),
+            task_type=flow.task_type,
+            title=flow.task_title,
+            description=flow.task_description,
+            labels=inputs.task_labels(flow, document),
             initial_value=document.get("initialValue"),
             route_reason=document.get("routeReason"),
             accepted_at=timefmt.iso(accepted[-1]),
-            time_limit_seconds=loop.flow.task_time_limit_in_seconds,
+            time_limit_seconds=flow.task_time_limit_in_seconds,
             verify_labels=answers.verification_targets(document.get("initialValue")),
+            instructions=flow.instructions,
         )
 
     @staticmethod
@@ -285,7 +318,7 @@ class ReviewService:
         recorded: list[float] = []
 
         def apply(loop: HumanLoop) -> Change:
-            labels = inputs.task_labels(loop.flow, loop.input_document)
+            labels = inputs.task_labels(self.current_flow(loop), loop.input_document)
             normalised = answers.validate(loop.flow.task_type, content, labels)
             recorded.append(assignment.record_answer(loop, reviewer, normalised, now).seconds)
             return Change(loop, [])
@@ -345,6 +378,10 @@ class ReviewService:
     def sweep(self) -> SweepReport:
         now = self.clock()
         report = SweepReport()
+        try:
+            self.flows.ensure_seeded()
+        except Exception:
+            log.exception("flow_definitions_reseed_failed")
         for name in self.store.completing():
             try:
                 if self.finalize(name):

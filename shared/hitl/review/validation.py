@@ -40,6 +40,17 @@ def flow_definition_arn(value: object) -> str:
     return value
 
 
+def flow_name(value: object) -> str:
+    """A FlowDefinitionName as SageMaker constrains it (the loop-name pattern, 1-63 characters)."""
+    if not isinstance(value, str) or not value:
+        raise ValidationError("FlowDefinitionName is required")
+    if len(value) > LOOP_NAME_MAX or not LOOP_NAME_RE.fullmatch(value):
+        raise ValidationError(
+            f"FlowDefinitionName '{value[:80]}' must match ^[a-z0-9](-*[a-z0-9])*$ and have length between 1 and 63"
+        )
+    return value
+
+
 def flow_name_of(arn: str) -> str:
     return arn.split(":flow-definition/", 1)[1]
 
