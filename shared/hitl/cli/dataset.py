@@ -69,8 +69,12 @@ def import_(
 def _after_import(settings: Settings, labels: list[str]) -> None:
     """As a human answer does: enough new labels start a training check."""
     from hitl.loops.dataset import LabelledDataset
+    from hitl.training import flow_labels
     from hitl.training.trigger import on_label_added
 
+    after = flow_labels.follow(settings, labels, "import")
+    if after is not None:
+        typer.echo(f"review flow labels: {', '.join(after)}")
     on_label_added(settings, LabelledDataset(settings).untrained_count())
 
 

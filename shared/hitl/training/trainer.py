@@ -145,6 +145,7 @@ class Trainer:
             notices.publish(self.settings, "rejected", version=version.version, f1=candidate_f1, reason=reason)
             return RunOutcome("rejected", reason, version.version, candidate_f1, serving_f1, train_images, seconds)
         self.registry.promote(version.version, reason=decision.reason)
+        self._flow_labels_follow(train_lines, version.version)
         if trained_keys:
             self.redis.srem(self.dataset.untrained_key, *trained_keys)
         notices.publish(self.settings, "deployed", version=version.version, f1=candidate_f1, serving_f1=serving_f1)
@@ -172,3 +173,9 @@ class Trainer:
             )
             log.info("test_split_carved", held_back=len(test), labelled=len(merged))
         return test
+
+    def _flow_labels_follow(self, train_lines: list[dict[str, Any]], version: str) -> None:
+        """Reviewers can answer with every label the promoted version knows (hitl.training.flow_labels)."""
+        from hitl.training import flow_labels
+
+        flow_labels.follow(self.settings, flow_labels.labels_of(train_lines), f"promoted {version}")
