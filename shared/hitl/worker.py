@@ -18,6 +18,9 @@ def run_worker(
     from hitl.celery_app import app
     from hitl.settings import get_settings
 
+    from hitl.entry import parse_args
+
+    parse_args()
     settings = get_settings()
     logs.configure(service, settings.log_level)
     register_tasks()
