@@ -26,7 +26,15 @@ from hitl.cli.review_flows import flows_app
 from hitl.cli.train import train
 from hitl.settings import get_settings
 
-app = typer.Typer(help="hitl-pipeline: human-in-the-loop custom labels.", no_args_is_help=True)
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 done, but some input was refused (a rejected image, an import line) or a run "
+    "failed; 2 bad usage or nothing to act on (unknown id, empty import, the stack still running for "
+    "`stack reset`); 3 `train --wait`: the version was not promoted (rejected, skipped, busy); "
+    "4 `train --wait`: no outcome in time."
+)
+app = typer.Typer(
+    help="hitl-pipeline: human-in-the-loop custom labels.", no_args_is_help=True, epilog=EXIT_CODES
+)
 params_app = typer.Typer(help="Runtime parameters (SSM Parameter Store).", no_args_is_help=True)
 stack_app = typer.Typer(help="The local stack on loopback (embedded defaults).", no_args_is_help=True)
 app.add_typer(params_app, name="params")
