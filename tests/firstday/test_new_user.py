@@ -38,7 +38,7 @@ from hitl.stack.local import read_env_file
 from tests.datasets.objects import ObjectScene, scene
 from tests.integration.conftest import _free_port_range, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 HITL = str(Path(sys.executable).parent / "hitl")
 LABEL = "ring"
 BATCH = 30
