@@ -39,7 +39,9 @@ def test_redis_dead_letters_are_redriven_once_and_complete(local_stack: LocalSta
 
         moved = stack.cli("dlq", "redrive", "--queue", "flaky").stdout
         assert "2 dead letter(s) moved" in moved
-        assert moved.count("hitl.test.crash_until_fixed") == 2
+        assert [line.split()[2] for line in moved.splitlines() if line.startswith("moved ")] == [
+            "hitl.test.crash_until_fixed"
+        ] * 2
         wait_until(lambda: sorted(stack.redis.lrange(done, 0, -1)) == ["a", "b"], 60, "redriven tasks completed")
         assert stack.redis.llen(dlq) == 0
 

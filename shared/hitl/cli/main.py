@@ -47,6 +47,14 @@ app.add_typer(dataset_app, name="dataset")
 app.command("train")(train)
 review_app.add_typer(flows_app, name="flows")
 
+@app.callback()
+def _cli_logs() -> None:
+    """Library logs go to stderr as JSON, warnings and above: stdout stays the command's own output."""
+    from hitl import logs
+
+    logs.configure("cli", "WARNING")
+
+
 console = Console(stderr=True)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
