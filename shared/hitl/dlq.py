@@ -75,7 +75,9 @@ class Redriver:
     def redis_queues(self) -> list[str]:
         """Every queue with a dead-letter list (the pipeline's and any other task queue's)."""
         prefix = self.settings.key("dlq", "")
-        names = {str(k)[len(prefix) :] for k in self.redis.scan_iter(f"{prefix}*")}
+        names = {
+            str(k)[len(prefix) :] for k in self.redis.scan_iter(f"{prefix}*") if self.redis.type(k) == "list"
+        }  # the lists only: ``dlq:redriven`` is the counters' hash
         return sorted(n for n in names if n and ":" not in n)
 
     def redrive(self, queue: str | None = None, reason: str | None = None, dry_run: bool = False) -> list[Moved]:
