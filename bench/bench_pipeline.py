@@ -180,9 +180,13 @@ def read_env() -> dict[str, str]:
 
 
 def main() -> None:
+    from hitl.entry import parse_args
+
+    parse_args("python bench/bench_pipeline.py")
     env = stack_env()
     redis.Redis.from_url(REDIS_URL).flushdb()
     subprocess.run([HITL, "stack", "down"], env=env, check=False, capture_output=True)
+    subprocess.run([HITL, "stack", "reset", "--yes"], env=env, check=True, capture_output=True)
     subprocess.run([HITL, "stack", "up"], env=env, check=True)
     try:
         pipeline = run_pipeline(env)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from hitl import health, logs
 from hitl.celery_app import app
+from hitl.entry import parse_args
 from hitl.schedule import beat_schedule
 from hitl.settings import get_settings
 
 
 def main() -> None:
+    parse_args()
     settings = get_settings()
     logs.configure("beat", settings.log_level)
     app.conf.beat_schedule = beat_schedule()

@@ -43,8 +43,10 @@ def detect(
         detector().run(request)
     except ModelNotReady as exc:
         if self.request.retries >= MODEL_WAIT_RETRIES:
-            ImageIndex(get_settings()).update(image_id, state="dead_lettered", reason="model_not_ready")
-            self._dead_letter("detect", [], {"image_id": image_id, "uri": uri, "source": source}, self.request.retries)
+            # Never dead-lettered for want of a model: a human labels it instead (cold start).
+            log.warning("model_not_ready_cold_start", image_id=image_id, retries=self.request.retries)
+            request.cold_start = True
+            detector().run(request)
             return
         log.warning("model_not_ready", image_id=image_id, retries=self.request.retries, error=str(exc))
         raise self.retry(countdown=min(60, 2**self.request.retries)) from exc

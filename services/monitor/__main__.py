@@ -13,6 +13,7 @@ from types import FrameType
 from hitl import aws, health, logs, metrics
 from hitl.adapters.redis_index import connect
 from hitl.celery_app import QUEUES
+from hitl.entry import parse_args
 from hitl.settings import Settings, get_settings
 
 INTERVAL_SECONDS = 5.0
@@ -32,6 +33,7 @@ def sample(settings: Settings) -> None:
 
 
 def main() -> None:
+    parse_args()
     settings = get_settings()
     logs.configure("monitor", settings.log_level)
     log = logs.get_logger("hitl.monitor")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import uvicorn
 
 from hitl import logs
+from hitl.entry import parse_args
 from hitl.settings import get_settings
 from services.review.app import create_app
 
 
 def main() -> None:
+    parse_args()
     settings = get_settings()
     logs.configure("review", settings.log_level)
     app = create_app(settings)

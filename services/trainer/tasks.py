@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ log = get_logger("hitl.trainer")
 # Training may take long; the broker's visibility timeout is above this.
 TRAIN_SOFT_LIMIT = 3300
 TRAIN_HARD_LIMIT = 3500
+OUTCOME_TTL = 7 * 24 * 3600
 
 
 @app.task(
@@ -25,8 +27,13 @@ TRAIN_HARD_LIMIT = 3500
 )
 def check(self: Any, force: bool = False, reason: str = "poll", enqueued_at: float | None = None) -> dict[str, Any]:
     outcome = Trainer(get_settings()).check(force=force)
-    # The outcome has its own ``reason`` (why it trained or not); the check's is its trigger.
     log.info("training_check", trigger=reason, force=force, **outcome.as_dict())
+    if self.request.id:
+        # `hitl train --wait` reads the outcome of the run it asked for here.
+        settings = get_settings()
+        connect(settings.redis_url).set(
+            settings.key("training", "outcome", self.request.id), json.dumps(outcome.as_dict()), ex=OUTCOME_TTL
+        )
     return outcome.as_dict()
 
 

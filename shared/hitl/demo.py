@@ -137,12 +137,17 @@ def _stack_file_env() -> dict[str, str]:
 
 
 def main() -> None:
+    from hitl.entry import parse_args
     from hitl.settings import get_settings
+
+    parse_args()
 
     env = stack_env()
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     redis.Redis.from_url(REDIS_URL).flushdb()
     subprocess.run([HITL, "stack", "down"], env=env, check=False, capture_output=True)
+    # A fresh start: the previous run's saved bucket and parameters are forgotten with its Redis keys.
+    subprocess.run([HITL, "stack", "reset", "--yes"], env=env, check=True, capture_output=True)
     say("starting the local stack (Redis, moto's server, review service, workers, beat)")
     subprocess.run([HITL, "stack", "up"], env=env, check=True)
     reviewers: list[subprocess.Popen[bytes]] = []

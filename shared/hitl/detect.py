@@ -9,13 +9,16 @@ from typing import Any
 from celery import Celery
 
 from hitl import aws, metrics
-from hitl.adapters.detection import DetectionBackend
+from hitl.adapters.detection import DetectionBackend, NoModelServing
 from hitl.adapters.records import RecordStore
 from hitl.adapters.redis_index import ImageIndex
 from hitl.domain.images import ImageRejected, check_size, content_id, decode
 from hitl.domain.records import (
+    NO_MODEL_VERSION,
     DetectedLabel,
     DetectionRecord,
+    Prediction,
+    RouteDecision,
     Timings,
     detection_id_for,
 )
@@ -37,6 +40,8 @@ class DetectRequest:
     source: str = "api"
     enqueued_at: float | None = None
     annotate: bool = False
+    # No version can serve (none promoted yet, or the backend stayed not ready): a human labels it.
+    cold_start: bool = False
 
 
 class Detector:
@@ -99,6 +104,14 @@ class Detector:
             body.close()
         return data
 
+    def _predict(self, image: Any, data: bytes, request: DetectRequest) -> tuple[str, list[Prediction]]:
+        if request.cold_start:
+            return NO_MODEL_VERSION, []
+        try:
+            return self.backend.detect(image, data, request.uri)
+        except NoModelServing:
+            return NO_MODEL_VERSION, []
+
     def _detect(self, request: DetectRequest, bound: Any) -> DetectionRecord:
         started = time.perf_counter()
         data = self._fetch(request.uri)
@@ -107,10 +120,11 @@ class Detector:
             raise ImageRejected("content_changed", "the object's bytes no longer match the submitted image id")
         image = decode(data, self.limits)
         decoded = time.perf_counter()
-        version, predictions = self.backend.detect(image, data, request.uri)
+        version, predictions = self._predict(image, data, request)
         inferred = time.perf_counter()
-        metrics.INFERENCE_SECONDS.labels(self.backend.name).observe(inferred - decoded)
-        self._note_serving(version)
+        if version != NO_MODEL_VERSION:
+            metrics.INFERENCE_SECONDS.labels(self.backend.name).observe(inferred - decoded)
+            self._note_serving(version)
 
         snapshot = self.params.snapshot()
         policy = RoutingPolicy(
@@ -125,7 +139,12 @@ class Detector:
             if policy.review_enabled and policy.sampling_enabled and not request.annotate
             else None
         )
-        decision = route(predictions, policy, sample_seq, annotate=request.annotate)
+        decision = (
+            route(predictions, policy, sample_seq, annotate=request.annotate)
+            if version != NO_MODEL_VERSION
+            # Cold start is a mode: an empty task of the flow's kind, labelled from scratch.
+            else RouteDecision(reasons=["cold_start"])
+        )
         record = DetectionRecord(
             detection_id=detection_id_for(request.image_id),
             image_id=request.image_id,

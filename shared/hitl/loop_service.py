@@ -16,6 +16,9 @@ from hitl.settings import get_settings
 
 
 def run_consumer(service: str, build: Callable[[], SqsConsumer]) -> None:
+    from hitl.entry import parse_args
+
+    parse_args()
     settings = get_settings()
     logs.configure(service, settings.log_level)
     log = logs.get_logger(f"hitl.{service}")

@@ -119,6 +119,8 @@ LOOPS_POISONED = Counter(
 TASKS_DEAD_LETTERED = Counter(
     "hitl_tasks_dead_lettered_total", "Celery tasks moved to the Redis dead-letter list", ["queue"]
 )
+# --- dead-letter redrive (issue 11) ---
+DLQ_REDRIVEN = Counter("hitl_dlq_redriven_total", "Dead letters sent again by `hitl dlq redrive`", ["queue", "kind"])
 QUEUE_DEPTH = Gauge("hitl_queue_depth", "Messages waiting, per queue", ["queue", "kind"], multiprocess_mode="max")
 DEAD_LETTER_DEPTH = Gauge(
     "hitl_dead_letter_depth", "Messages in each dead-letter queue", ["queue", "kind"], multiprocess_mode="max"

@@ -175,6 +175,11 @@ class Settings(BaseSettings):
         default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*", "https://*.sagemaker.aws"]
     )
 
+    # --- local stack state (issue 11): its own Redis with an append-only file under run_dir ---------
+    stack_redis_port: int = 6380  # used when HITL_REDIS_URL is not set
+    # An import or a promoted version with new labels adds them to the review flow (issue 11).
+    flow_labels_follow_dataset: bool = True
+
     # --- operations ------------------------------------------------------------------------------
     run_dir: Path = Path(".run")
     log_level: str = "INFO"

@@ -16,8 +16,10 @@ def run_worker(
 
     from hitl import health, logs, metrics
     from hitl.celery_app import app
+    from hitl.entry import parse_args
     from hitl.settings import get_settings
 
+    parse_args()
     settings = get_settings()
     logs.configure(service, settings.log_level)
     register_tasks()

@@ -42,6 +42,10 @@ class ModelNotReady(RuntimeError):
     """No model version can serve yet (none trained, or the endpoint is starting): retry later."""
 
 
+class NoModelServing(ModelNotReady):
+    """No version has ever been promoted: the pipeline is in cold start (humans label from scratch)."""
+
+
 class DetectionBackend(Protocol):
     name: str
 
@@ -86,7 +90,7 @@ class LocalBackend:
         try:
             predictor = self.cache.get()
         except NoServingModel as exc:
-            raise ModelNotReady(str(exc)) from exc
+            raise NoModelServing(str(exc)) from exc
         # Each label's assumed threshold applies (Rekognition's default): the record holds what the
         # model claims, which is also what reviewers see prefilled; routing then judges its confidence.
         return predictor.version, _sorted(predictor.predict(image.pixels))

@@ -19,13 +19,24 @@ from rich.progress import (
 
 from hitl.cli.accounts import accounts_app
 from hitl.cli.audit import audit_app
+from hitl.cli.dataset import dataset_app
+from hitl.cli.dlq import dlq_app
 from hitl.cli.models import models_app
 from hitl.cli.repair import repair as repair_command
 from hitl.cli.review import review_app
 from hitl.cli.review_flows import flows_app
+from hitl.cli.train import train
 from hitl.settings import get_settings
 
-app = typer.Typer(help="hitl-pipeline: human-in-the-loop custom labels.", no_args_is_help=True)
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 done, but some input was refused (a rejected image, an import line) or a run "
+    "failed; 2 bad usage or nothing to act on (unknown id, empty import, the stack still running for "
+    "`stack reset`); 3 `train --wait`: the version was not promoted (rejected, skipped, busy); "
+    "4 `train --wait`: no outcome in time."
+)
+app = typer.Typer(
+    help="hitl-pipeline: human-in-the-loop custom labels.", no_args_is_help=True, epilog=EXIT_CODES
+)
 params_app = typer.Typer(help="Runtime parameters (SSM Parameter Store).", no_args_is_help=True)
 stack_app = typer.Typer(help="The local stack on loopback (embedded defaults).", no_args_is_help=True)
 app.add_typer(params_app, name="params")
@@ -35,7 +46,18 @@ app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
 app.add_typer(stack_app, name="stack")
 app.command("repair")(repair_command)
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(dataset_app, name="dataset")
+app.command("train")(train)
 review_app.add_typer(flows_app, name="flows")
+
+@app.callback()
+def _cli_logs() -> None:
+    """Library logs go to stderr as JSON, warnings and above: stdout stays the command's own output."""
+    from hitl import logs
+
+    logs.configure("cli", "WARNING")
+
 
 console = Console(stderr=True)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -147,14 +169,31 @@ def annotate(
 
 @app.command()
 def status(
-    image_id: Annotated[str, typer.Argument(help="image id (or a unique prefix of it)")],
+    image_id: Annotated[str | None, typer.Argument(help="image id (or a unique prefix of it)")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """What became of one image: detection, route, human loop."""
+    """What became of one image (detection, route, human loop, and why it waits); without an id, the
+    pipeline: serving version or cold start, labels, queues, dead letters, what to do next."""
     from hitl.adapters.records import RecordStore
     from hitl.adapters.redis_index import ImageIndex
+    from hitl.cli.overview import overview, pipeline_state
+    from hitl.domain.waiting import cold_start_line, explain
 
     settings = get_settings()
+    if image_id is None:
+        summary = overview(settings)
+        if as_json:
+            _emit_json(summary)
+            return
+        typer.echo(f"serving version  {summary['serving_version'] or 'none'}")
+        if summary.get("cold_start_note"):
+            typer.echo(summary["cold_start_note"])
+        typer.echo(f"images           {summary['images']}")
+        typer.echo(f"labels           {summary['labels']}")
+        typer.echo(f"queued           {json.dumps(summary['queued'])}")
+        typer.echo(f"dead letters     {json.dumps(summary['dead_letters']) if summary['dead_letters'] else 'none'}")
+        typer.echo(f"next             {summary['next']}")
+        return
     index = ImageIndex(settings)
     matches = index.find(image_id)
     if len(matches) != 1:
@@ -166,7 +205,8 @@ def status(
         console.print(f"[red]no image[/] {image_id}")
         raise typer.Exit(2)
     record = RecordStore(settings).get(full_id) if entry.get("state") == "detected" else None
-    result: dict[str, Any] = {"image_id": full_id, **entry}
+    state = pipeline_state(settings)
+    result: dict[str, Any] = {"image_id": full_id, **entry, "why": explain(entry, state)}
     if record:
         result["record"] = record.model_dump(mode="json")
     if as_json:
@@ -175,6 +215,10 @@ def status(
     typer.echo(f"image_id        {full_id}")
     for key, value in sorted(entry.items()):
         typer.echo(f"{key:15} {value}")
+    typer.echo(f"{'why':15} {result['why']}")
+    note = cold_start_line(state)
+    if note:
+        typer.echo(note)
     if record:
         for label in record.labels[:10]:
             box = label.box_px
@@ -227,24 +271,6 @@ def rejections(limit: int = 20, as_json: Annotated[bool, typer.Option("--json")]
         typer.echo(f"  {item['reason']:18} {item['uri']}  {item['detail']}")
 
 
-@app.command()
-def dlq(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Tasks moved to the Redis dead-letter lists, per queue."""
-    from hitl.adapters.redis_index import connect
-    from hitl.celery_app import QUEUES
-
-    settings = get_settings()
-    redis = connect(settings.redis_url)
-    data = {q: [json.loads(x) for x in redis.lrange(settings.key("dlq", q), 0, 99)] for q in QUEUES}  # type: ignore[union-attr]
-    if as_json:
-        _emit_json(data)
-        return
-    for queue, entries in data.items():
-        typer.echo(f"{queue}: {len(entries)}")
-        for entry in entries:
-            typer.echo(f"  {entry['task']} {json.dumps(entry.get('kwargs'))} after {entry['deliveries']} deliveries")
-
-
 @stack_app.command("up")
 def stack_up(wait: bool = True) -> None:
     """Start the local stack in the background and write .run/stack.env."""
@@ -252,6 +278,8 @@ def stack_up(wait: bool = True) -> None:
 
     settings = get_settings()
     stack = up(settings, settings.run_dir)
+    for note in stack.notes:
+        console.print(note)
     if wait:
         wait_ready(stack, [s.name for s in pipeline_services()])
     console.print(f"stack up; run: source {stack.env_file}")
@@ -259,11 +287,32 @@ def stack_up(wait: bool = True) -> None:
 
 @stack_app.command("down")
 def stack_down() -> None:
-    """Stop exactly what `stack up` started."""
+    """Stop exactly what `stack up` started, saving moto's objects and parameters first."""
     from hitl.stack.local import down
 
     stopped = down(get_settings().run_dir)
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@stack_app.command("reset")
+def stack_reset(
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+) -> None:
+    """Forget everything the local stack holds (Redis and the object store together). Stop it first."""
+    from hitl.stack.local import reset
+
+    settings = get_settings()
+    if not yes:
+        typer.confirm(
+            f"Delete every image, record, loop, label, model and parameter of the stack in {settings.run_dir}?",
+            abort=True,
+        )
+    try:
+        cleared = reset(settings.run_dir, settings)
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    console.print(f"cleared: {'; '.join(cleared) if cleared else 'nothing was stored'}")
 
 
 @stack_app.command("bootstrap")

@@ -45,6 +45,11 @@ def list_versions(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
+    if not rows:
+        typer.echo(
+            "no model versions yet: label images in the portal (cold start), or run `hitl dataset import`, "
+            "then `hitl train --wait`"
+        )
     for row in rows:
         f1 = "   -  " if row["f1"] is None else f"{row['f1']:.4f}"
         mark = "*" if row["serving"] else " "

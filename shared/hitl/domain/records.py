@@ -8,7 +8,12 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 # annotation: an operator asked for this image to be labelled (model-assisted annotation).
-RouteReason = Literal["low_confidence", "audit", "annotation"]
+# cold_start: no model version serves yet, so a human labels the image from scratch.
+RouteReason = Literal["low_confidence", "audit", "annotation", "cold_start"]
+# Reasons whose answer becomes training data (an audit-only answer never does).
+LABELLING_REASONS: frozenset[str] = frozenset({"low_confidence", "annotation", "cold_start"})
+# The model version a cold-start record names: none served it.
+NO_MODEL_VERSION = "none"
 
 
 class PixelBox(BaseModel):

@@ -28,6 +28,7 @@ from hitl.domain.conversion import (
     input_labels,
     task_object,
 )
+from hitl.domain.records import LABELLING_REASONS
 from hitl.logs import get_logger
 from hitl.loops import a2i
 from hitl.loops.audit import AuditStore, judge
@@ -129,7 +130,7 @@ class Ingestor:
         reasons = info.reasons or content.get("routeReasons") or [content.get("routeReason") or "low_confidence"]
         answer = consolidate(human_answers(output))
         outcomes: list[str] = []
-        if "low_confidence" in reasons or "annotation" in reasons:
+        if LABELLING_REASONS & set(reasons):
             outcomes.append(self._label(detail.human_loop_name, output, answer))
         if "audit" in reasons:
             outcomes.append(self._audit(detail.human_loop_name, image_id, answer))
@@ -200,7 +201,7 @@ class Ingestor:
         name = detail.human_loop_name
         retry = (
             detail.expired
-            and {"low_confidence", "annotation"} & set(info.reasons or ["low_confidence"])
+            and LABELLING_REASONS & set(info.reasons or ["low_confidence"])
             and info.attempt < self.settings.max_redispatches
             and info.image_id is not None
             and info.detection_id is not None

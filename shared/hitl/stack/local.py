@@ -1,9 +1,11 @@
 """``make up`` / ``make down``: the embedded defaults on one machine, loopback only.
 
-Redis is reused when 127.0.0.1:6379 answers (else Debian's ``redis-server`` is started); moto's
-server plays S3, SQS, EventBridge and SSM; the pipeline's own services run as child processes
-tracked by pid files under the run directory. ``.run/stack.env`` tells users, tests and the AWS
-CLI how to reach all of it.
+The stack runs its own ``redis-server`` (append-only file under ``<run_dir>/redis``) on
+``HITL_STACK_REDIS_PORT``, or reuses the Redis named by ``HITL_REDIS_URL`` when that is set and
+answers; moto's server plays S3, SQS, EventBridge and SSM, its state saved at ``down`` and restored
+at ``up`` (:mod:`hitl.stack.persist`); the pipeline's own services run as child processes tracked by
+pid files under the run directory. ``.run/stack.env`` tells users, tests and the AWS CLI how to reach
+all of it.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from hitl import aws
+from hitl.logs import get_logger
 from hitl.settings import Settings
-from hitl.stack import procs
+from hitl.stack import persist, procs
 from hitl.stack.bootstrap import bootstrap
+
+log = get_logger("hitl.stack")
 
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 REGION = "us-east-1"
@@ -60,6 +65,7 @@ class Stack:
     run_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what `stack up` tells the user
 
     @property
     def group(self) -> procs.ProcessGroup:
@@ -70,8 +76,22 @@ class Stack:
         return self.run_dir / "stack.env"
 
 
-def _ensure_redis(stack: Stack) -> None:
-    parsed = urlparse(stack.settings.redis_url)
+def stack_redis_url(settings: Settings) -> str:
+    """``HITL_REDIS_URL`` when set; else the stack's own Redis on ``HITL_STACK_REDIS_PORT`` (never the
+    machine's shared 6379 database)."""
+    if "redis_url" in settings.model_fields_set:
+        return settings.redis_url
+    return f"redis://127.0.0.1:{settings.stack_redis_port}/0"
+
+
+def redis_data_dir(run_dir: Path) -> Path:
+    return run_dir / "redis"
+
+
+def _ensure_redis(stack: Stack, url: str) -> None:
+    """Reuse a Redis that answers at ``url``; else start the stack's own, with an append-only file
+    under the run directory (fsync every second), so its keys survive ``make down`` / ``make up``."""
+    parsed = urlparse(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
     if procs.port_open(port, host):
         return
@@ -80,8 +100,12 @@ def _ensure_redis(stack: Stack) -> None:
     server = shutil.which("redis-server")
     if server is None:
         raise RuntimeError("no Redis answers and redis-server is not installed (apt-get install redis-server)")
-    stack.group.start("redis", [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"])
-    procs.wait_until(lambda: procs.port_open(port, host), 15, "redis-server")
+    data = redis_data_dir(stack.run_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    argv = [server, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data), "--save", ""]
+    argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--appenddirname", "aof"]
+    stack.group.start("redis", argv)
+    procs.wait_until(lambda: procs.port_open(port, host), 30, "redis-server")
 
 
 def _start_moto(stack: Stack) -> str:
@@ -139,15 +163,27 @@ def up(settings: Settings, run_dir: Path, services: list[Service] | None = None)
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(settings=settings, run_dir=run_dir)
-    _ensure_redis(stack)
+    crashed = _previous_crash(stack)
+    redis_url = stack_redis_url(settings)
+    _ensure_redis(stack, redis_url)
     moto_url = _start_moto(stack)
+    restored = persist.restore_storage(run_dir, moto_url)
+    if restored is not None:
+        stack.notes.append(f"restored from the last `make down`: {restored.describe()}")
+    if crashed:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(restored.saved_at)) if restored else "the start"
+        stack.notes.append(
+            "the previous stack was not stopped with `make down`: objects and parameters written since "
+            f"{since} are lost, while Redis kept its keys; `hitl stack reset` gives a clean slate"
+        )
+        log.warning("previous_stack_not_stopped", snapshot_saved_at=restored.saved_at if restored else None)
     stack.env.update(
         {
             "AWS_ENDPOINT_URL": moto_url,
             "AWS_DEFAULT_REGION": REGION,
             **LOCAL_CREDENTIALS,
             "HITL_BUCKET": settings.bucket,
-            "HITL_REDIS_URL": settings.redis_url,
+            "HITL_REDIS_URL": redis_url,
             "HITL_KEY_PREFIX": settings.key_prefix,
             "HITL_DETECT_BACKEND": settings.detect_backend,
         }
@@ -158,6 +194,7 @@ def up(settings: Settings, run_dir: Path, services: list[Service] | None = None)
     resources = bootstrap(settings)
     stack.urls["UPLOADS_QUEUE"] = resources.uploads_queue_url
     stack.urls["EVENTS_QUEUE"] = resources.events_queue_url
+    persist.restore_messages(run_dir, moto_url)
     _start_review(stack)
     for index, service in enumerate(services if services is not None else pipeline_services()):
         stack.group.start(service.name, [sys.executable, "-m", service.module], _service_env(stack, service, index))
@@ -179,5 +216,57 @@ def wait_ready(stack: Stack, names: list[str], timeout: float = 60.0) -> None:
             time.sleep(0.1)
 
 
+def _previous_crash(stack: Stack) -> bool:
+    """A pid file of a process that is gone: the last stack ended without ``make down``."""
+    group = stack.group
+    dead = [n for n in group.names() if (pid := group.pid(n)) is None or not procs.alive(pid)]
+    for name in dead:
+        (group.pid_dir / f"{name}.pid").unlink(missing_ok=True)
+    return "moto" in dead
+
+
+def running(run_dir: Path) -> list[str]:
+    group = procs.ProcessGroup(run_dir.resolve())
+    return [n for n in group.names() if (pid := group.pid(n)) is not None and procs.alive(pid)]
+
+
 def down(run_dir: Path) -> list[str]:
-    return procs.ProcessGroup(run_dir.resolve()).stop_all(order=STOP_ORDER)
+    """Stop the writers, snapshot moto's state (:mod:`hitl.stack.persist`), then stop the rest."""
+    run_dir = run_dir.resolve()
+    group = procs.ProcessGroup(run_dir)
+    stopped = [n for n in STOP_ORDER if n not in ("moto", "redis") and n in group.names() and group.stop(n)]
+    moto_pid = group.pid("moto")
+    if moto_pid is not None and procs.alive(moto_pid) and (run_dir / "stack.env").exists():
+        endpoint = read_env_file(run_dir / "stack.env").get("AWS_ENDPOINT_URL", "")
+        if endpoint:
+            summary = persist.save(run_dir, endpoint)
+            log.info("moto_state_saved", summary=summary.describe())
+    return stopped + group.stop_all(order=STOP_ORDER)
+
+
+def reset(run_dir: Path, settings: Settings) -> list[str]:
+    """A clean slate for a stopped stack: Redis and the object store together. Returns what was cleared."""
+    run_dir = run_dir.resolve()
+    if running(run_dir):
+        raise RuntimeError(f"the stack is running ({', '.join(running(run_dir))}): stop it first with `make down`")
+    cleared = []
+    if persist.clear(run_dir):
+        cleared.append("object store and parameters snapshot")
+    if redis_data_dir(run_dir).exists():
+        shutil.rmtree(redis_data_dir(run_dir))
+        cleared.append(f"the stack's Redis data ({redis_data_dir(run_dir)})")
+    url = stack_redis_url(settings)
+    parsed = urlparse(url)
+    if procs.port_open(parsed.port or 6379, parsed.hostname or "127.0.0.1"):
+        # A Redis the stack reuses but does not own: only this deployment's keys and queues go.
+        import redis as redis_lib
+
+        from hitl.celery_app import QUEUES
+
+        client = redis_lib.Redis.from_url(url)
+        keys = list(client.scan_iter(f"{settings.key_prefix}:*", count=1000))
+        keys += [q for q in (*QUEUES, "unacked", "unacked_index") if client.exists(q)]
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+        cleared.append(f"{len(keys)} keys under {settings.key_prefix}: in {url}")
+    return cleared

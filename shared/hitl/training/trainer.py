@@ -111,9 +111,9 @@ class Trainer:
     def _train(
         self, lock: TrainingLock, minimum_f1: float, started: float, trained_keys: list[str], total: int
     ) -> RunOutcome:
-        test_lines = self._read_manifest(self.settings.test_manifest_key)
-        test_refs = {line["source-ref"] for line in test_lines}
         merged = self.dataset.build_manifest(base=self._read_manifest(self.settings.seed_manifest_key))
+        test_lines = self._read_manifest(self.settings.test_manifest_key) or self._carve_test_split(merged)
+        test_refs = {line["source-ref"] for line in test_lines}
         train_lines = [line for line in merged if line["source-ref"] not in test_refs]
         notices.publish(self.settings, "started", labels=total, train_lines=len(train_lines), token=lock.token)
         images = S3Images()
@@ -155,6 +155,7 @@ class Trainer:
             notices.publish(self.settings, "rejected", version=version.version, f1=candidate_f1, reason=reason)
             return RunOutcome("rejected", reason, version.version, candidate_f1, serving_f1, train_images, seconds)
         self.registry.promote(version.version, reason=decision.reason)
+        self._flow_labels_follow(train_lines, version.version)
         if trained_keys:
             self.redis.srem(self.dataset.untrained_key, *trained_keys)
         notices.publish(self.settings, "deployed", version=version.version, f1=candidate_f1, serving_f1=serving_f1)
@@ -169,3 +170,22 @@ class Trainer:
         artifact = self.registry.artifact(version)
         report = evaluate_artifact(artifact, [(images.image(x.source_ref), x) for x in parsed], thresholds=None)
         return float(report.f1)
+
+    # --- cold start: the held-back split (hitl.training.split) ---------------------------------------
+    def _carve_test_split(self, merged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """No test manifest yet: hold back a share of the labels and keep it, fixed, as the test split."""
+        from hitl.training.split import carve_test_split
+
+        _, test = carve_test_split(merged)
+        if test:
+            aws.client("s3").put_object(
+                Bucket=self.settings.bucket, Key=self.settings.test_manifest_key, Body=write_manifest(test).encode()
+            )
+            log.info("test_split_carved", held_back=len(test), labelled=len(merged))
+        return test
+
+    def _flow_labels_follow(self, train_lines: list[dict[str, Any]], version: str) -> None:
+        """Reviewers can answer with every label the promoted version knows (hitl.training.flow_labels)."""
+        from hitl.training import flow_labels
+
+        flow_labels.follow(self.settings, flow_labels.labels_of(train_lines), f"promoted {version}")
