@@ -10,13 +10,14 @@ import signal
 from collections.abc import Callable
 from types import FrameType
 
-from hitl import health, logs, metrics
+from hitl import health, logs, metrics, startup
 from hitl.adapters.sqs import SqsConsumer
 from hitl.settings import get_settings
 
 
 def run_consumer(service: str, build: Callable[[], SqsConsumer]) -> None:
     settings = get_settings()
+    startup.require(settings, service)
     logs.configure(service, settings.log_level)
     log = logs.get_logger(f"hitl.{service}")
     if settings.metrics_port > 0:

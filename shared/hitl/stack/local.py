@@ -50,7 +50,7 @@ def pipeline_services() -> list[Service]:
         Service("trainer", "services.trainer"),
         Service("intake", "services.intake"),
         Service("monitor", "services.monitor"),
-        Service("beat", "services.beat", metrics=False),
+        Service("beat", "services.beat"),
     ]
 
 
