@@ -169,6 +169,10 @@ class Settings(BaseSettings):
         default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*", "https://*.sagemaker.aws"]
     )
 
+    # --- local stack under IAM (shared/hitl/stack/iam.py): each service its own user and policy ------
+    stack_enforce_iam: bool = False
+    stack_iam_policy_dir: Path | None = None  # default deploy/iam
+
     # --- operations ------------------------------------------------------------------------------
     run_dir: Path = Path(".run")
     log_level: str = "INFO"
