@@ -1,4 +1,4 @@
-"""A2I ``output.json`` answers → Ground Truth augmented-manifest lines (REFERENCE.md §2 and §4).
+"""A2I ``output.json`` answers → Ground Truth augmented-manifest lines (docs/formats.md §2 and §4).
 
 The object-detection conversion reproduces AWS's sample ``convert_a2i_to_augmented_manifest``
 field for field (``source-ref`` = ``taskObject``, boxes looked up in the class map, ``image_size``
