@@ -17,7 +17,9 @@ Requirement = tuple[str, Callable[[Settings], bool], str]  # variable, present?,
 
 REGION: Requirement = ("AWS_DEFAULT_REGION", lambda s: True, "every AWS client needs a region")
 FLOW: Requirement = (
-    "HITL_FLOW_DEFINITION_ARN", lambda s: bool(s.flow_definition_arn), "human loops are started on this flow"
+    "HITL_FLOW_DEFINITION_ARN",
+    lambda s: bool(s.flow_definition_arn),
+    "human loops are started on this flow",
 )
 
 SERVICES = ("intake", "detector", "dispatcher", "ingestor", "reconciler", "trainer", "beat", "monitor", "review")
@@ -25,22 +27,34 @@ SERVICES = ("intake", "detector", "dispatcher", "ingestor", "reconciler", "train
 
 def _detector(settings: Settings) -> list[Requirement]:
     if settings.detect_backend == "rekognition":
-        return [(
-            "HITL_REKOGNITION_PROJECT_ARN",
-            lambda s: bool(s.rekognition_project_arn or s.rekognition_project_version_arn),
-            "the rekognition detect backend serves a version of this project "
-            "(or set HITL_REKOGNITION_PROJECT_VERSION_ARN)",
-        )]
+        return [
+            (
+                "HITL_REKOGNITION_PROJECT_ARN",
+                lambda s: bool(s.rekognition_project_arn or s.rekognition_project_version_arn),
+                "the rekognition detect backend serves a version of this project "
+                "(or set HITL_REKOGNITION_PROJECT_VERSION_ARN)",
+            )
+        ]
     if settings.detect_backend == "sagemaker":
-        return [("HITL_SAGEMAKER_ENDPOINT_NAME", lambda s: bool(s.sagemaker_endpoint_name),
-                 "the sagemaker detect backend invokes this endpoint")]
+        return [
+            (
+                "HITL_SAGEMAKER_ENDPOINT_NAME",
+                lambda s: bool(s.sagemaker_endpoint_name),
+                "the sagemaker detect backend invokes this endpoint",
+            )
+        ]
     return []
 
 
 def _trainer(settings: Settings) -> list[Requirement]:
     if settings.train_backend == "rekognition":
-        return [("HITL_REKOGNITION_PROJECT_ARN", lambda s: bool(s.rekognition_project_arn),
-                 "the rekognition training backend creates versions in this project")]
+        return [
+            (
+                "HITL_REKOGNITION_PROJECT_ARN",
+                lambda s: bool(s.rekognition_project_arn),
+                "the rekognition training backend creates versions in this project",
+            )
+        ]
     if settings.train_backend == "sagemaker":
         why = "the sagemaker training backend needs it"
         return [

@@ -40,7 +40,9 @@ def test_policies_have_no_findings(iam_render: Any) -> None:
 
 
 def test_the_linter_finds_a_wrong_action() -> None:
-    bad = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "s3:GetObjekt", "Resource": "arn:aws:s3:::bucket/*"}]}
+    bad = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:GetObjekt", "Resource": "arn:aws:s3:::bucket/*"}],
+    }
     (findings,) = lint({"bad.json": json.dumps(bad)}).values()
     assert any("UNKNOWN_ACTION" in finding for finding in findings), findings

@@ -26,13 +26,19 @@ pytestmark = pytest.mark.integration
 WORKTEAM = "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/reviewers"
 ROLE = "arn:aws:iam::123456789012:role/hitl-a2i-execution"
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
+UI_ARN = "arn:aws:sagemaker:us-east-1:123456789012:human-task-ui/"
 
 
 @pytest.fixture
 def env(settings: Settings) -> Settings:
     return settings.model_copy(
-        update={"a2i_workteam_arn": WORKTEAM, "a2i_role_arn": ROLE, "events_queue": "setup-events",
-                "a2i_rule_name": "setup-a2i-rule", "bucket": "hitl-setup-test"}
+        update={
+            "a2i_workteam_arn": WORKTEAM,
+            "a2i_role_arn": ROLE,
+            "events_queue": "setup-events",
+            "a2i_rule_name": "setup-a2i-rule",
+            "bucket": "hitl-setup-test",
+        }
     )
 
 
@@ -53,7 +59,7 @@ def flow_request(env: Settings, kind: str) -> dict[str, Any]:
         "OutputConfig": {"S3OutputPath": f"s3://{env.bucket}/a2i-output"},
         "HumanLoopConfig": {
             "WorkteamArn": WORKTEAM,
-            "HumanTaskUiArn": f"arn:aws:sagemaker:us-east-1:123456789012:human-task-ui/{ui_name('hitl', kind, template(kind))}",
+            "HumanTaskUiArn": UI_ARN + ui_name("hitl", kind, template(kind)),
             "TaskTitle": ANY_TEXT,
             "TaskDescription": ANY_TEXT,
             "TaskCount": 1,
@@ -78,7 +84,8 @@ def test_dry_run_prints_every_call_and_touches_nothing(env: Settings, sagemaker:
     A2ISetup(env, dry_run=True, echo=lines.append).run()
     operations = [line.split()[0] for line in lines]
     assert operations == [
-        "sagemaker.create_human_task_ui", "sagemaker.create_flow_definition",
+        "sagemaker.create_human_task_ui",
+        "sagemaker.create_flow_definition",
     ] * 3 + ["events.put_rule/put_targets"]
     created = json.loads(lines[1].split(" ", 1)[1])
     assert created["OutputConfig"] == {"S3OutputPath": f"s3://{env.bucket}/a2i-output"}
@@ -89,12 +96,23 @@ def test_setup_creates_then_keeps_and_routes_events(env: Settings, sagemaker: St
     for kind in TASK_TYPES:
         name = ui_name("hitl", kind, template(kind))
         ui_arn = f"arn:aws:sagemaker:us-east-1:123456789012:human-task-ui/{name}"
-        sagemaker.add_client_error("describe_human_task_ui", "ResourceNotFound", http_status_code=404,
-                                   expected_params={"HumanTaskUiName": name})
-        sagemaker.add_response("create_human_task_ui", {"HumanTaskUiArn": ui_arn},
-                               {"HumanTaskUiName": name, "UiTemplate": {"Content": template(kind)}})
-        sagemaker.add_client_error("describe_flow_definition", "ResourceNotFound", http_status_code=404,
-                                   expected_params={"FlowDefinitionName": f"hitl-{kind}"})
+        sagemaker.add_client_error(
+            "describe_human_task_ui",
+            "ResourceNotFound",
+            http_status_code=404,
+            expected_params={"HumanTaskUiName": name},
+        )
+        sagemaker.add_response(
+            "create_human_task_ui",
+            {"HumanTaskUiArn": ui_arn},
+            {"HumanTaskUiName": name, "UiTemplate": {"Content": template(kind)}},
+        )
+        sagemaker.add_client_error(
+            "describe_flow_definition",
+            "ResourceNotFound",
+            http_status_code=404,
+            expected_params={"FlowDefinitionName": f"hitl-{kind}"},
+        )
         sagemaker.add_response(
             "create_flow_definition",
             {"FlowDefinitionArn": f"arn:aws:sagemaker:us-east-1:123456789012:flow-definition/hitl-{kind}"},
@@ -118,18 +136,30 @@ def test_setup_creates_then_keeps_and_routes_events(env: Settings, sagemaker: St
     for kind in TASK_TYPES:
         name = ui_name("hitl", kind, template(kind))
         ui_arn = f"arn:aws:sagemaker:us-east-1:123456789012:human-task-ui/{name}"
-        sagemaker.add_response("describe_human_task_ui", {
-            "HumanTaskUiArn": ui_arn, "HumanTaskUiName": name, "CreationTime": NOW, "UiTemplate": {"Url": "https://x", "ContentSha256": "x"}
-        })
+        sagemaker.add_response(
+            "describe_human_task_ui",
+            {
+                "HumanTaskUiArn": ui_arn,
+                "HumanTaskUiName": name,
+                "CreationTime": NOW,
+                "UiTemplate": {"Url": "https://x", "ContentSha256": "x"},
+            },
+        )
         wanted = flow_request(env, kind)
         wanted["HumanLoopConfig"]["HumanTaskUiArn"] = ui_arn
         wanted["HumanLoopConfig"]["TaskTitle"], wanted["HumanLoopConfig"]["TaskDescription"] = TITLES[kind]
-        sagemaker.add_response("describe_flow_definition", {
-            **wanted, "FlowDefinitionArn": f"arn:aws:sagemaker:us-east-1:123456789012:flow-definition/hitl-{kind}",
-            "FlowDefinitionStatus": "Active", "CreationTime": NOW,
-        })
+        sagemaker.add_response(
+            "describe_flow_definition",
+            {
+                **wanted,
+                "FlowDefinitionArn": f"arn:aws:sagemaker:us-east-1:123456789012:flow-definition/hitl-{kind}",
+                "FlowDefinitionStatus": "Active",
+                "CreationTime": NOW,
+            },
+        )
     again = A2ISetup(env).run()
-    assert again.flows == report.flows and again.notes == []
+    assert again.flows == report.flows
+    assert again.notes == []
 
 
 def test_setup_needs_the_workteam_and_role(settings: Settings) -> None:
@@ -140,16 +170,23 @@ def test_setup_needs_the_workteam_and_role(settings: Settings) -> None:
 @pytest.mark.parametrize(
     ("kind", "answer"),
     [
-        ("bounding-box", {"annotatedResult": {"boundingBoxes": [{"label": "face", "left": 1, "top": 2, "width": 3,
-                                                                  "height": 4}],
-                                              "inputImageProperties": {"width": 100, "height": 80}}}),
+        (
+            "bounding-box",
+            {
+                "annotatedResult": {
+                    "boundingBoxes": [{"label": "face", "left": 1, "top": 2, "width": 3, "height": 4}],
+                    "inputImageProperties": {"width": 100, "height": 80},
+                }
+            },
+        ),
         ("classification", {"category": {"label": "face"}}),
         ("verification", {"labelVerification": json.dumps({"labels": [{"label": "face", "verified": True}]})}),
     ],
 )
 def test_templates_read_the_input_and_answer_what_the_ingestor_reads(kind: str, answer: dict[str, Any]) -> None:
     text = template(kind)
-    assert "https://assets.crowd.aws/crowd-html-elements.js" in text and "<crowd-form>" in text
+    assert "https://assets.crowd.aws/crowd-html-elements.js" in text
+    assert "<crowd-form>" in text
     assert "task.input.taskObject | grant_read_access" in text
     assert "task.input.initialValue" in text
     if kind != "verification":

@@ -13,8 +13,13 @@ pytestmark = pytest.mark.integration
 
 def test_bootstrap_merges_cors_and_notifications_and_is_idempotent(settings: Settings) -> None:
     local = settings.model_copy(
-        update={"bucket": "hitl-merge-test", "uploads_queue": "merge-uploads", "events_queue": "merge-events",
-                "notifications_queue": "merge-notices", "params_path": "/mergetest/"}
+        update={
+            "bucket": "hitl-merge-test",
+            "uploads_queue": "merge-uploads",
+            "events_queue": "merge-events",
+            "notifications_queue": "merge-notices",
+            "params_path": "/mergetest/",
+        }
     )
     s3, sqs = aws.client("s3"), aws.client("sqs")
     s3.create_bucket(Bucket=local.bucket)

@@ -32,21 +32,28 @@ def test_a_missing_permission_fails_the_run(tmp_path: Path, redis_url: str) -> N
     without(policies, "detector", "WriteDetectionRecords")  # the detector writes detections/*.json
     run_dir = tmp_path / "run"
     settings = {
-        "HITL_KEY_PREFIX": "hitliam", "HITL_BUCKET": "hitl-iam", "HITL_DETECT_BACKEND": "fixed",
+        "HITL_KEY_PREFIX": "hitliam",
+        "HITL_BUCKET": "hitl-iam",
+        "HITL_DETECT_BACKEND": "fixed",
         "HITL_STACK_IAM_POLICY_DIR": str(policies),
     }
-    with pytest.raises(AssertionError, match="refused by its IAM policy") as refused:  # noqa: PT012
-        with running_stack(run_dir, redis_url, STACK_REDIS_DB, settings) as env:
-            # Enforcement is on: the old open credentials are refused outright.
-            stranger = boto3.client(
-                "s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                aws_access_key_id="testing", aws_secret_access_key="testing",  # noqa: S106 - moto's key
-            )
-            with pytest.raises(stranger.exceptions.ClientError, match="InvalidAccessKeyId|InvalidClientTokenId|403"):
-                stranger.list_objects_v2(Bucket="hitl-iam")
-            image = tmp_path / "one.png"
-            image.write_bytes(valid_image(1))
-            subprocess.run([HITL, "submit", str(image)], env=env, check=True, capture_output=True, timeout=120)
-            log = run_dir / "logs" / "detector.log"
-            wait_until(lambda: "AccessDenied" in log.read_text(errors="replace"), 90, "the detector's AccessDenied")
+    with (  # noqa: PT012 - the stack's teardown is what raises
+        pytest.raises(AssertionError, match="refused by its IAM policy") as refused,
+        running_stack(run_dir, redis_url, STACK_REDIS_DB, settings) as env,
+    ):
+        # Enforcement is on: the old open credentials are refused outright.
+        stranger = boto3.client(
+            "s3",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        with pytest.raises(stranger.exceptions.ClientError, match=r"InvalidAccessKeyId|InvalidClientTokenId|403"):
+            stranger.list_objects_v2(Bucket="hitl-iam")
+        image = tmp_path / "one.png"
+        image.write_bytes(valid_image(1))
+        subprocess.run([HITL, "submit", str(image)], env=env, check=True, capture_output=True, timeout=120)
+        log = run_dir / "logs" / "detector.log"
+        wait_until(lambda: "AccessDenied" in log.read_text(errors="replace"), 90, "the detector's AccessDenied")
     assert "detector.log" in str(refused.value)

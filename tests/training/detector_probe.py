@@ -31,8 +31,11 @@ def main(uri: str) -> None:
         if line.strip() != "detect":
             continue
         version, predictions = backend.detect(image, data, uri)
-        print("ANSWER " + json.dumps({"version": version, "sent_arn": sent.get("ProjectVersionArn"), "labels": len(predictions)}),
-              flush=True)
+        print(
+            "ANSWER "
+            + json.dumps({"version": version, "sent_arn": sent.get("ProjectVersionArn"), "labels": len(predictions)}),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -72,10 +72,14 @@ def env(settings: Settings) -> Iterator[Settings]:
     params.set("Minimum-Untrained-Images", "2")
     params.set("Minimum-F1-Score", "0.8")
     params.set("Minimum-Inference-Units", "2")
-    upload_set(generate_scenes("train", 4, seed=0, source_prefix=f"s3://{local.bucket}/seed/"),
-               local.s3_uri(local.seed_manifest_key))
-    upload_set(generate_scenes("test", 3, seed=0, source_prefix=f"s3://{local.bucket}/test/"),
-               local.s3_uri(local.test_manifest_key))
+    upload_set(
+        generate_scenes("train", 4, seed=0, source_prefix=f"s3://{local.bucket}/seed/"),
+        local.s3_uri(local.seed_manifest_key),
+    )
+    upload_set(
+        generate_scenes("test", 3, seed=0, source_prefix=f"s3://{local.bucket}/test/"),
+        local.s3_uri(local.test_manifest_key),
+    )
     yield local
     for name, value in saved.items():
         if value is None:
@@ -102,7 +106,10 @@ def detector(env: Settings) -> Iterator[subprocess.Popen[str]]:
     aws.client("s3").put_object(Bucket=env.bucket, Key="probe/one.png", Body=png)
     process = subprocess.Popen(
         [sys.executable, str(DETECTOR), env.s3_uri("probe/one.png")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
     )
     yield process
     process.stdin.close()  # type: ignore[union-attr]
@@ -150,10 +157,24 @@ def expect_training(stub: Stubber, settings: Settings, version: str, f1: float) 
             "ProjectArn": PROJECT,
             "VersionName": version,
             "OutputConfig": {"S3Bucket": settings.bucket, "S3KeyPrefix": "rekognition-output/"},
-            "TrainingData": {"Assets": [{"GroundTruthManifest": {"S3Object": {
-                "Bucket": settings.bucket, "Name": f"models/{version}/train.manifest"}}}]},
-            "TestingData": {"Assets": [{"GroundTruthManifest": {"S3Object": {
-                "Bucket": settings.bucket, "Name": f"models/{version}/test.manifest"}}}]},
+            "TrainingData": {
+                "Assets": [
+                    {
+                        "GroundTruthManifest": {
+                            "S3Object": {"Bucket": settings.bucket, "Name": f"models/{version}/train.manifest"}
+                        }
+                    }
+                ]
+            },
+            "TestingData": {
+                "Assets": [
+                    {
+                        "GroundTruthManifest": {
+                            "S3Object": {"Bucket": settings.bucket, "Name": f"models/{version}/test.manifest"}
+                        }
+                    }
+                ]
+            },
         },
     )
     names = {"ProjectArn": PROJECT, "VersionNames": [version]}
@@ -173,9 +194,11 @@ def expect_start(stub: Stubber, version: str, units: int) -> None:
 def expect_stop_others(stub: Stubber, running: dict[str, str], stop: list[str]) -> None:
     stub.add_response(
         "describe_project_versions",
-        {"ProjectVersionDescriptions": [
-            {"ProjectVersionArn": a, "Status": s, "CreationTimestamp": NOW} for a, s in running.items()
-        ]},
+        {
+            "ProjectVersionDescriptions": [
+                {"ProjectVersionArn": a, "Status": s, "CreationTimestamp": NOW} for a, s in running.items()
+            ]
+        },
         {"ProjectArn": PROJECT},
     )
     for target in stop:
@@ -203,7 +226,7 @@ def test_retrain_gate_deploy_stop_and_follow(
     expect_stop_others(rekognition, {arn("v0001"): "RUNNING", INITIAL: "RUNNING", arn("v0000"): "STOPPED"}, [INITIAL])
     outcome = run_check()
     assert outcome["outcome"] == "promoted", outcome
-    assert outcome["version"] == "v0001" and outcome["f1"] == 0.85
+    assert (outcome["version"], outcome["f1"]) == ("v0001", 0.85)
     pointer = registry.pointer()
     assert pointer is not None
     assert (pointer.version, pointer.target, pointer.backend) == ("v0001", arn("v0001"), "rekognition")
@@ -211,7 +234,8 @@ def test_retrain_gate_deploy_stop_and_follow(
     s3 = aws.client("s3")
     snapshot = s3.get_object(Bucket=env.bucket, Key="models/v0001/train.manifest")["Body"].read().decode()
     refs = [json.loads(line)["source-ref"] for line in snapshot.splitlines()]
-    assert len(refs) == 6 and not any("/test/" in ref for ref in refs)
+    assert len(refs) == 6
+    assert not any("/test/" in ref for ref in refs)
     # The dataset snapshot's documented files.
     dataset = LabelledDataset(env)
     assert s3.head_object(Bucket=env.bucket, Key=f"{dataset.prefix}manifest.jsonl")["ContentLength"] > 0

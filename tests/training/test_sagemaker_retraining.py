@@ -75,10 +75,14 @@ def env(settings: Settings) -> Iterator[Settings]:
     params.set("Minimum-Untrained-Images", "2")
     params.set("Minimum-F1-Score", "0.5")  # applied to validation:mAP on this backend
     params.set("Minimum-Inference-Units", "1")
-    upload_set(generate_scenes("train", 4, seed=0, source_prefix=f"s3://{local.bucket}/seed/"),
-               local.s3_uri(local.seed_manifest_key))
-    upload_set(generate_scenes("test", 3, seed=0, source_prefix=f"s3://{local.bucket}/test/"),
-               local.s3_uri(local.test_manifest_key))
+    upload_set(
+        generate_scenes("train", 4, seed=0, source_prefix=f"s3://{local.bucket}/seed/"),
+        local.s3_uri(local.seed_manifest_key),
+    )
+    upload_set(
+        generate_scenes("test", 3, seed=0, source_prefix=f"s3://{local.bucket}/test/"),
+        local.s3_uri(local.test_manifest_key),
+    )
     yield local
     for name, value in saved.items():
         if value is None:
@@ -153,8 +157,10 @@ def run_check() -> dict[str, Any]:
 
 def jobs(moto: Any) -> list[dict[str, Any]]:
     names = [j["TrainingJobName"] for j in moto.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]]
-    return sorted((moto.describe_training_job(TrainingJobName=n) for n in names if "-v000" in n),
-                  key=lambda j: j["TrainingJobName"])
+    return sorted(
+        (moto.describe_training_job(TrainingJobName=n) for n in names if "-v000" in n),
+        key=lambda j: j["TrainingJobName"],
+    )
 
 
 def test_incremental_training_gates_on_map_and_updates_the_endpoint(
@@ -169,8 +175,11 @@ def test_incremental_training_gates_on_map_and_updates_the_endpoint(
     expect_training(stub, first_artifact, 0.61)
     # The endpoint config's name is made by the trainer: learn it from moto once it exists.
     stub.add_response("describe_endpoint", endpoint("InService", "hitl-od-initial"), {"EndpointName": ENDPOINT})
-    stub.add_response("update_endpoint", {"EndpointArn": endpoint("", "")["EndpointArn"]},
-                      {"EndpointName": ENDPOINT, "EndpointConfigName": ANY})
+    stub.add_response(
+        "update_endpoint",
+        {"EndpointArn": endpoint("", "")["EndpointArn"]},
+        {"EndpointName": ENDPOINT, "EndpointConfigName": ANY},
+    )
     stub.add_response("describe_endpoint", endpoint("Updating", "hitl-od-initial"), {"EndpointName": ENDPOINT})
     config_v1 = _config_name_after(moto, stub)
     outcome = run_check()
@@ -180,7 +189,7 @@ def test_incremental_training_gates_on_map_and_updates_the_endpoint(
     assert first_job["HyperParameters"]["use_pretrained_model"] == "1"
     assert [c["ChannelName"] for c in first_job["InputDataConfig"]] == ["train", "validation"]
     train = first_job["InputDataConfig"][0]
-    assert train["InputMode"] == "Pipe" and train["RecordWrapperType"] == "RecordIO"
+    assert (train["InputMode"], train["RecordWrapperType"]) == ("Pipe", "RecordIO")
     assert train["DataSource"]["S3DataSource"]["S3DataType"] == "AugmentedManifestFile"
     assert train["DataSource"]["S3DataSource"]["S3Uri"] == env.s3_uri("models/v0001/train.manifest")
     assert train["DataSource"]["S3DataSource"]["AttributeNames"] == ["source-ref", "bounding-box"]
@@ -191,7 +200,12 @@ def test_incremental_training_gates_on_map_and_updates_the_endpoint(
     variant = moto.describe_endpoint_config(EndpointConfigName=config_v1[0])["ProductionVariants"][0]
     assert (variant["VariantName"], variant["InitialInstanceCount"]) == ("v0001", 1)
     pointer = registry.pointer()
-    assert pointer is not None and (pointer.version, pointer.target, pointer.backend) == ("v0001", ENDPOINT, "sagemaker")
+    assert pointer is not None
+    assert (pointer.version, pointer.target, pointer.backend) == (
+        "v0001",
+        ENDPOINT,
+        "sagemaker",
+    )
 
     # v0002: warm-started from v0001's artifact; a lower mAP is rejected and the endpoint untouched.
     add_labels(env, 2, 2)

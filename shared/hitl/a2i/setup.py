@@ -24,7 +24,11 @@ from typing import Any
 from hitl import aws
 from hitl.settings import Settings
 
-TASK_TYPES = {"bounding-box": "BoundingBox", "classification": "ImageClassification", "verification": "LabelVerification"}
+TASK_TYPES = {
+    "bounding-box": "BoundingBox",
+    "classification": "ImageClassification",
+    "verification": "LabelVerification",
+}
 TITLES = {
     "bounding-box": ("Check the boxes", "Draw or correct a box around every object of the listed labels."),
     "classification": ("Label the image", "Choose the label that fits the image."),
@@ -60,7 +64,10 @@ class A2ISetup:
     def __init__(self, settings: Settings, dry_run: bool = False, echo: Callable[[str], None] = print) -> None:
         missing = [
             name
-            for name, value in (("HITL_A2I_WORKTEAM_ARN", settings.a2i_workteam_arn), ("HITL_A2I_ROLE_ARN", settings.a2i_role_arn))
+            for name, value in (
+                ("HITL_A2I_WORKTEAM_ARN", settings.a2i_workteam_arn),
+                ("HITL_A2I_ROLE_ARN", settings.a2i_role_arn),
+            )
             if not value
         ]
         if missing:

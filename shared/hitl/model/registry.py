@@ -215,7 +215,8 @@ class ModelRegistry:
     ) -> ModelVersion:
         """A managed service trained ``version``: what serves it (ARN or endpoint) and its scores."""
         meta = self.describe(version)
-        updated = replace(meta, artifact_uri=target, metrics=metrics, info={**meta.info, **(info or {}), "target": target})
+        merged = {**meta.info, **(info or {}), "target": target}
+        updated = replace(meta, artifact_uri=target, metrics=metrics, info=merged)
         self._put(self._key(version, "meta.json"), updated.to_json().encode(), "application/json")
         return updated
 
@@ -431,7 +432,7 @@ class ServingPointerCache:
             if self._clock() - self._checked_at >= self._ttl:
                 try:
                     pointer = self._registry.pointer()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - any read failure: keep serving what is known
                     serving = self._pointer.version if self._pointer else None
                     log.warning("model.pointer_refresh_failed", error=repr(exc), serving=serving)
                 else:

@@ -17,6 +17,7 @@ What moto checks, and how the policies are rendered for it (the actions are neve
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -31,8 +32,18 @@ from hitl.settings import Settings
 ROOT = Path(__file__).resolve().parents[3]
 POLICY_DIR = ROOT / "deploy" / "iam"
 MOTO_ACCOUNT = "123456789012"
-SERVICES = ("bootstrap", "intake", "detector", "dispatcher", "ingestor", "reconciler", "trainer", "beat",
-            "monitor", "review")
+SERVICES = (
+    "bootstrap",
+    "intake",
+    "detector",
+    "dispatcher",
+    "ingestor",
+    "reconciler",
+    "trainer",
+    "beat",
+    "monitor",
+    "review",
+)
 ADMIN = "operator"  # the stack's user for people, tests and the CLI: every action
 # SQS actions that carry no queue URL: moto checks them against "*".
 SQS_WITHOUT_QUEUE = {"sqs:GetQueueUrl", "sqs:CreateQueue", "sqs:ListQueues"}
@@ -100,8 +111,11 @@ def create_users(
 ) -> dict[str, Credentials]:
     """One IAM user per service with its rendered policy, and the operator user; their keys."""
     iam = boto3.client(
-        "iam", endpoint_url=moto_url, region_name=region,
-        aws_access_key_id="testing", aws_secret_access_key="testing",  # noqa: S106 - moto's open phase
+        "iam",
+        endpoint_url=moto_url,
+        region_name=region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - moto's open phase
     )
     values = policy_values(settings, region)
     documents = {service: for_moto(render_policy(service, values, policy_dir)) for service in SERVICES}
@@ -109,10 +123,8 @@ def create_users(
     credentials = {}
     for name, document in documents.items():
         user = f"hitl-{name}"
-        try:
+        with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
             iam.create_user(UserName=user)
-        except iam.exceptions.EntityAlreadyExistsException:
-            pass
         iam.put_user_policy(UserName=user, PolicyName=f"hitl-{name}", PolicyDocument=json.dumps(document))
         key = iam.create_access_key(UserName=user)["AccessKey"]
         credentials[name] = Credentials(key["AccessKeyId"], key["SecretAccessKey"])

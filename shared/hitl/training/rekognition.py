@@ -144,7 +144,9 @@ class RekognitionBackend:
         self.settings = settings
         self.registry = registry
         poller = poller or Poller(
-            settings.training_poll_initial_seconds, settings.training_poll_max_seconds, settings.training_timeout_seconds
+            settings.training_poll_initial_seconds,
+            settings.training_poll_max_seconds,
+            settings.training_timeout_seconds,
         )
         self.trainer = RekognitionTrainer(
             settings.rekognition_project_arn, settings.bucket, settings.rekognition_output_prefix, poller
@@ -178,7 +180,8 @@ class RekognitionBackend:
         return recorded_score(self.registry, serving, self.metric)
 
     def deploy(self, candidate: Candidate, inference_units: int) -> None:
-        self.trainer.start(TrainedVersion(candidate.version, candidate.info["target"], candidate.score), inference_units)
+        version = TrainedVersion(candidate.version, candidate.info["target"], candidate.score)
+        self.trainer.start(version, inference_units)
 
     def retire(self, serving: ModelVersion) -> list[str]:
         return self.trainer.stop_others(TrainedVersion(serving.version, serving.artifact_uri, serving.f1 or 0.0))

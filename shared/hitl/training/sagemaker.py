@@ -46,7 +46,9 @@ class SageMakerBackend:
         self.settings = settings
         self.registry = registry
         self.poller = poller or Poller(
-            settings.training_poll_initial_seconds, settings.training_poll_max_seconds, settings.training_timeout_seconds
+            settings.training_poll_initial_seconds,
+            settings.training_poll_max_seconds,
+            settings.training_timeout_seconds,
         )
 
     @property
@@ -85,7 +87,10 @@ class SageMakerBackend:
         if kind != "detection":
             raise TrainingFailed("the built-in object-detection algorithm trains on detection manifests only")
         meta = self.registry.reserve(
-            kind, labels, write_manifest(data.train_lines), test_manifest=write_manifest(data.test_lines),
+            kind,
+            labels,
+            write_manifest(data.train_lines),
+            test_manifest=write_manifest(data.test_lines),
             backend=self.name,
         )
         try:
@@ -106,7 +111,11 @@ class SageMakerBackend:
                 {
                     "ChannelName": "model",
                     "DataSource": {
-                        "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": warm, "S3DataDistributionType": "FullyReplicated"}
+                        "S3DataSource": {
+                            "S3DataType": "S3Prefix",
+                            "S3Uri": warm,
+                            "S3DataDistributionType": "FullyReplicated",
+                        }
                     },
                     "ContentType": "application/x-sagemaker-model",
                     "InputMode": "File",
@@ -121,7 +130,10 @@ class SageMakerBackend:
         }
         self.client.create_training_job(
             TrainingJobName=job,
-            AlgorithmSpecification={"TrainingImage": self.settings.sagemaker_training_image, "TrainingInputMode": "Pipe"},
+            AlgorithmSpecification={
+                "TrainingImage": self.settings.sagemaker_training_image,
+                "TrainingInputMode": "Pipe",
+            },
             RoleArn=self.settings.sagemaker_role_arn,
             InputDataConfig=channels,
             OutputDataConfig={"S3OutputPath": self.settings.s3_uri(self.settings.sagemaker_output_prefix)},
@@ -145,8 +157,12 @@ class SageMakerBackend:
             if METRIC not in scores:
                 raise TrainingFailed(f"training job {job} reported no {METRIC}")
             artifact = described["ModelArtifacts"]["S3ModelArtifacts"]
-            info = {"training_job": job, "model_artifact": artifact, "warm_start": warm,
-                    "train_images": len(data.train_lines)}
+            info = {
+                "training_job": job,
+                "model_artifact": artifact,
+                "warm_start": warm,
+                "train_images": len(data.train_lines),
+            }
             self.registry.record_training(
                 meta.version, target=self.settings.sagemaker_endpoint_name, metrics={METRIC: scores[METRIC]}, info=info
             )
@@ -185,8 +201,10 @@ class SageMakerBackend:
             config = name
             meta = self.registry.describe(candidate.version)
             self.registry.record_training(
-                candidate.version, target=self.settings.sagemaker_endpoint_name,
-                metrics=meta.metrics or {}, info={"endpoint_config": config},
+                candidate.version,
+                target=self.settings.sagemaker_endpoint_name,
+                metrics=meta.metrics or {},
+                info={"endpoint_config": config},
             )
         endpoint = self.settings.sagemaker_endpoint_name
         try:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import time
-from functools import partial
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import redis
