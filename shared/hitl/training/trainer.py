@@ -28,7 +28,7 @@ from hitl.model.registry import ModelRegistry
 from hitl.params import ParameterStore
 from hitl.settings import Settings
 from hitl.training import notices
-from hitl.training.backends import TrainingBackend, TrainingSet, create_training_backend
+from hitl.training.backends import TrainingBackend, TrainingFailed, TrainingSet, create_training_backend
 from hitl.training.lock import LockHeld, TrainingLock
 from hitl.training.policy import LabelCounts, gate, should_train
 
@@ -124,6 +124,10 @@ class Trainer:
         except DatasetRejected as exc:
             notices.publish(self.settings, "failed", reason=str(exc))
             return RunOutcome("failed", f"dataset rejected: {exc}")
+        except TrainingFailed as exc:  # the service's (or the set-up's) own reason: no traceback needed
+            log.warning("training_failed", backend=self.backend.name, reason=str(exc))
+            notices.publish(self.settings, "failed", reason=str(exc))
+            return RunOutcome("failed", str(exc))
         except Exception as exc:
             log.exception("training_failed", backend=self.backend.name)
             notices.publish(self.settings, "failed", reason=str(exc))
