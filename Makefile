@@ -9,7 +9,11 @@ STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 APT_LISTS := $(wildcard deploy/apt-packages/*.txt)
 
-.PHONY: demo test bench chaos up down lint venv apt tools model model-backbone clean lock
+.PHONY: demo test bench up down lint venv apt tools model model-backbone clean lock python-version chaos
+
+# The project needs Python 3.11 (pyproject's requires-python); a different interpreter stops here.
+python-version:
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else "$(PYTHON) is Python %d.%d; hitl-pipeline needs 3.11: make PYTHON=python3.11 ..." % v)'
 
 demo: venv apt model
 	$(BIN)/python -m hitl.demo
@@ -49,7 +53,7 @@ $(AUDIT)/.installed: deploy/audit/requirements.txt
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock | python-version
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.lock
@@ -67,7 +71,7 @@ apt:
 
 tools: $(TOOLS)/.installed
 
-$(TOOLS)/.installed: deploy/tools-requirements.txt
+$(TOOLS)/.installed: deploy/tools-requirements.txt | python-version
 	test -d $(TOOLS) || $(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install -q -r deploy/tools-requirements.txt
 	touch $@

@@ -10,7 +10,7 @@ import signal
 import threading
 from types import FrameType
 
-from hitl import aws, health, logs, metrics
+from hitl import aws, health, logs, metrics, startup
 from hitl.adapters.redis_index import connect
 from hitl.celery_app import QUEUES
 from hitl.entry import parse_args
@@ -35,6 +35,7 @@ def sample(settings: Settings) -> None:
 def main() -> None:
     parse_args()
     settings = get_settings()
+    startup.require(settings, "monitor")
     logs.configure("monitor", settings.log_level)
     log = logs.get_logger("hitl.monitor")
     if settings.metrics_port > 0:

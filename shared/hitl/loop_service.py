@@ -10,7 +10,7 @@ import signal
 from collections.abc import Callable
 from types import FrameType
 
-from hitl import health, logs, metrics
+from hitl import health, logs, metrics, startup
 from hitl.adapters.sqs import SqsConsumer
 from hitl.settings import get_settings
 
@@ -20,6 +20,7 @@ def run_consumer(service: str, build: Callable[[], SqsConsumer]) -> None:
 
     parse_args()
     settings = get_settings()
+    startup.require(settings, service)
     logs.configure(service, settings.log_level)
     log = logs.get_logger(f"hitl.{service}")
     if settings.metrics_port > 0:

@@ -19,7 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from hitl.domain.images import ImageLimits
 
 DetectBackend = Literal["local", "rekognition", "sagemaker", "fixed"]
-TrainBackend = Literal["local", "rekognition"]
+# "local" is the embedded model's former name, still accepted.
+TrainBackend = Literal["embedded", "local", "rekognition", "sagemaker"]
 
 
 class Settings(BaseSettings):
@@ -139,12 +140,39 @@ class Settings(BaseSettings):
     review_api_concurrent_bodies: int = 8  # A2I request bodies read at once
 
     # --- training ------------------------------------------------------------------------------
-    train_backend: TrainBackend = "local"
+    train_backend: TrainBackend = "embedded"
     training_event_source: str = "hitl.training"
     seed_manifest_key: str = "datasets/seed/manifest.jsonl"  # the user's initial labelled images
     test_manifest_key: str = "datasets/test/manifest.jsonl"  # the fixed test split, never trained on
     notifications_queue: str = "hitl-notifications"
     notifications_rule_name: str = "hitl-training-notices"
+
+    # --- AWS training backends (HITL_TRAIN_BACKEND=rekognition|sagemaker) ------------------------
+    rekognition_output_prefix: str = "rekognition-output/"  # CreateProjectVersion OutputConfig
+    training_poll_initial_seconds: float = 30.0  # Describe* backoff: doubles up to the maximum
+    training_poll_max_seconds: float = 300.0
+    training_timeout_seconds: float = 6 * 3600.0
+    sagemaker_role_arn: str = ""  # the training job's and the model's execution role
+    # The built-in object-detection algorithm's image in the region (AWS docs: "Docker Registry Paths").
+    sagemaker_training_image: str = ""
+    sagemaker_training_instance_type: str = "ml.p3.2xlarge"
+    sagemaker_endpoint_instance_type: str = "ml.m5.xlarge"
+    sagemaker_output_prefix: str = "sagemaker-output/"
+    sagemaker_max_runtime_seconds: int = 4 * 3600
+    # Hyperparameters beyond those the trainer derives (num_classes, num_training_samples, ...).
+    sagemaker_hyperparameters: dict[str, str] = Field(
+        default_factory=lambda: {"base_network": "resnet-50", "mini_batch_size": "16", "epochs": "30",
+                                 "learning_rate": "0.001", "image_shape": "512", "label_width": "350"}
+    )
+
+    # --- A2I on AWS (``hitl aws setup``) -----------------------------------------------------------
+    a2i_workteam_arn: str = ""  # the private workteam (Cognito or OIDC) that reviews
+    a2i_role_arn: str = ""  # the flow definitions' execution role (deploy/iam/a2i-execution.json)
+    a2i_flow_prefix: str = "hitl"  # flows <prefix>-bounding-box, -classification, -verification
+    a2i_task_count: int = Field(default=1, ge=1, le=3)
+    a2i_task_lifetime_seconds: int = 7 * 24 * 3600
+    a2i_task_time_limit_seconds: int = Field(default=3600, ge=30)
+    aws_setup_on_bootstrap: bool = False  # ``hitl stack bootstrap`` also runs ``hitl aws setup``
 
     # --- Celery reliability --------------------------------------------------------------------
     task_soft_time_limit: int = 120
@@ -179,6 +207,10 @@ class Settings(BaseSettings):
     stack_redis_port: int = 6380  # used when HITL_REDIS_URL is not set
     # An import or a promoted version with new labels adds them to the review flow (issue 11).
     flow_labels_follow_dataset: bool = True
+
+    # --- local stack under IAM (shared/hitl/stack/iam.py): each service its own user and policy ------
+    stack_enforce_iam: bool = False
+    stack_iam_policy_dir: Path | None = None  # default deploy/iam
 
     # --- operations ------------------------------------------------------------------------------
     run_dir: Path = Path(".run")

@@ -14,13 +14,14 @@ def run_worker(
 ) -> None:
     from celery import signals
 
-    from hitl import health, logs, metrics
+    from hitl import health, logs, metrics, startup
     from hitl.celery_app import app
     from hitl.entry import parse_args
     from hitl.settings import get_settings
 
     parse_args()
     settings = get_settings()
+    startup.require(settings, service)
     logs.configure(service, settings.log_level)
     register_tasks()
 

@@ -48,12 +48,17 @@ def test_compose_scrape_config_is_valid() -> None:
 def test_kubernetes_scrape_config_structure() -> None:
     """Debian's Prometheus is built without Kubernetes discovery, so promtool cannot load this file here."""
     config = yaml.safe_load((PROM / "prometheus-kubernetes.yml").read_text())
-    (job,) = config["scrape_configs"]
-    assert job["kubernetes_sd_configs"][0]["role"] == "pod"
-    relabel = {tuple(r["source_labels"]): r for r in job["relabel_configs"]}
-    assert relabel[("__meta_kubernetes_pod_label_app_kubernetes_io_part_of",)]["regex"] == "hitl-pipeline"
-    assert relabel[("__meta_kubernetes_pod_container_port_name",)]["regex"] == "metrics|http"
-    assert relabel[("__meta_kubernetes_pod_label_app_kubernetes_io_name",)]["target_label"] == "app"
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"hitl", "hitl-review"}
+    for name, port in (("hitl", "metrics"), ("hitl-review", "http")):
+        job = jobs[name]
+        assert job["kubernetes_sd_configs"][0]["role"] == "pod"
+        relabel = {tuple(r["source_labels"]): r for r in job["relabel_configs"]}
+        assert relabel[("__meta_kubernetes_pod_label_app_kubernetes_io_part_of",)]["regex"] == "hitl-pipeline"
+        assert relabel[("__meta_kubernetes_pod_container_port_name",)]["regex"] == port
+        assert relabel[("__meta_kubernetes_pod_label_app_kubernetes_io_name",)]["target_label"] == "app"
+    # The review service's /metrics needs its token off loopback: the file is the mounted Secret.
+    assert jobs["hitl-review"]["authorization"]["credentials_file"].endswith("/hitl-review-metrics/token")
 
 
 def test_required_alerts_exist_with_severity_and_text() -> None:

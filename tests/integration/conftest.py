@@ -100,6 +100,8 @@ def running_stack(run_dir: Path, redis_url: str, db: int, settings: dict[str, st
         "HITL_STACK_MOTO_PORT": str(procs.free_port()),
         "HITL_REVIEW_PORT": str(procs.free_port()),
         "HITL_STACK_METRICS_BASE_PORT": str(_free_port_range(10)),
+        # moto's IAM on: each service signs with its own user, allowed only by its deploy/iam policy.
+        "HITL_STACK_ENFORCE_IAM": "true",
         **settings,
     }
     up = subprocess.run([HITL, "stack", "up"], env=env, capture_output=True, text=True, timeout=180, check=False)
@@ -114,6 +116,21 @@ def running_stack(run_dir: Path, redis_url: str, db: int, settings: dict[str, st
         subprocess.run([HITL, "stack", "down"], env=stack_env, capture_output=True, check=False, timeout=120)
         # The stack's keys go with it: its database is its own.
         redis_lib.Redis.from_url(stack_redis).flushdb()
+    denied = access_denials(run_dir)
+    assert not denied, "a service was refused by its IAM policy:\n" + "\n".join(denied)
+
+
+ACCESS_ERRORS = ("AccessDenied", "is not authorized to perform", "InvalidClientTokenId", "SignatureDoesNotMatch")
+
+
+def access_denials(run_dir: Path) -> list[str]:
+    """Log lines of the stack's processes where AWS (moto under IAM) refused a request."""
+    found = []
+    for path in sorted((run_dir / "logs").glob("*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            if any(error in line for error in ACCESS_ERRORS):
+                found.append(f"{path.name}: {line[:400]}")
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ VOC = [
     "tvmonitor",
 ]
 
-# REFERENCE.md §2 (the pizza sample's output.json).
+# docs/formats.md §2 (the pizza sample's output.json).
 PIZZA_OUTPUT: dict[str, Any] = {
     "flowDefinitionArn": "arn:aws:sagemaker:us-east-1:111122223333:flow-definition/fd-pizza",
     "humanLoopName": "det-3f2a9c",

@@ -217,7 +217,7 @@ def test_merge_replaces_existing_appends_new_once_and_validates():
     assert merged[1] == existing[1]
     assert merged[2]["bounding-box"]["annotations"][0]["left"] == 2
     assert check_manifest(merged) == {}
-    report = validate_manifest(merged)  # the project's Rekognition rules (REFERENCE.md §4)
+    report = validate_manifest(merged)  # the project's Rekognition rules (docs/formats.md §4)
     assert report.errors == ()
     assert report.accepted
     assert merge_manifest(merged, answers) == merged  # merging again changes nothing

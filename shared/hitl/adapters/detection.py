@@ -100,13 +100,41 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ClientError) and exc.response["Error"]["Code"] in RETRYABLE_REKOGNITION
 
 
+def _pointer_cache(settings: Settings) -> Any:
+    from hitl.model.registry import ModelRegistry, ServingPointerCache
+
+    return ServingPointerCache(ModelRegistry(settings), refresh_seconds=settings.model_cache_seconds)
+
+
+def version_name_of(arn: str) -> str:
+    """``…:project/p/1/version/v0002/17…`` → ``v0002`` (the ARN itself if it is not a version ARN)."""
+    return arn.rsplit("/", 2)[-2] if "/version/" in arn else arn
+
+
 class RekognitionBackend:
+    """The serving project version is the one the registry's pointer names (a retrained version is
+    followed without a restart); before any promotion, ``HITL_REKOGNITION_PROJECT_VERSION_ARN``."""
+
     name = "rekognition"
 
     def __init__(self, settings: Settings) -> None:
-        if not settings.rekognition_project_version_arn:
-            raise ValueError("HITL_REKOGNITION_PROJECT_VERSION_ARN is required for the rekognition backend")
+        if not (settings.rekognition_project_version_arn or settings.rekognition_project_arn):
+            raise ValueError(
+                "HITL_REKOGNITION_PROJECT_VERSION_ARN or HITL_REKOGNITION_PROJECT_ARN is required "
+                "for the rekognition backend"
+            )
         self.settings = settings
+        self.pointer = _pointer_cache(settings)
+
+    def serving(self) -> tuple[str, str]:
+        """(version label, project version ARN) serving now."""
+        pointer = self.pointer.get()
+        if pointer is not None and pointer.backend == "rekognition" and pointer.target:
+            return pointer.version, pointer.target
+        arn = self.settings.rekognition_project_version_arn
+        if not arn:
+            raise ModelNotReady("no Rekognition project version is serving yet")
+        return version_name_of(arn), arn
 
     @retry(
         retry=retry_if_exception(_retryable),
@@ -119,7 +147,7 @@ class RekognitionBackend:
         return response
 
     def detect(self, image: DecodedImage, data: bytes, uri: str) -> tuple[str, list[Prediction]]:
-        arn = self.settings.rekognition_project_version_arn
+        version, arn = self.serving()
         if len(data) <= REKOGNITION_MAX_BYTES:
             source: dict[str, Any] = {"Bytes": data}
         else:
@@ -137,7 +165,7 @@ class RekognitionBackend:
                 )
                 box = ratio.pixels(image.width, image.height)
             predictions.append(Prediction(label=item["Name"], confidence=float(item["Confidence"]), box=box))
-        return arn.rsplit("/", 2)[-2] if "/version/" in arn else arn, _sorted(predictions)
+        return version, _sorted(predictions)
 
 
 class SageMakerBackend:
@@ -151,6 +179,7 @@ class SageMakerBackend:
         if not settings.sagemaker_endpoint_name:
             raise ValueError("HITL_SAGEMAKER_ENDPOINT_NAME is required for the sagemaker backend")
         self.settings = settings
+        self.pointer = _pointer_cache(settings)
 
     def detect(self, image: DecodedImage, data: bytes, uri: str) -> tuple[str, list[Prediction]]:
         body = data
@@ -158,8 +187,12 @@ class SageMakerBackend:
             buffer = io.BytesIO()
             Image.fromarray(image.pixels).save(buffer, format="JPEG", quality=95)
             body = buffer.getvalue()
+        # UpdateEndpoint keeps the endpoint's name; the pointer names the registry version it serves.
+        pointer = self.pointer.get()
+        served = pointer if pointer is not None and pointer.backend == "sagemaker" and pointer.target else None
+        endpoint = served.target if served else self.settings.sagemaker_endpoint_name
         response = aws.client("sagemaker-runtime").invoke_endpoint(
-            EndpointName=self.settings.sagemaker_endpoint_name,
+            EndpointName=endpoint,
             ContentType="image/jpeg",
             Accept="application/json",
             Body=body,
@@ -173,10 +206,10 @@ class SageMakerBackend:
             label = class_map.get(str(int(class_id)), str(int(class_id)))
             box = RatioBox(left=xmin, top=ymin, width=xmax - xmin, height=ymax - ymin).pixels(image.width, image.height)
             predictions.append(Prediction(label=label, confidence=min(100.0, float(score) * 100.0), box=box))
-        version = (
+        version = served.version if served else (
             response.get("ResponseMetadata", {})
             .get("HTTPHeaders", {})
-            .get("x-amzn-invoked-production-variant", self.settings.sagemaker_endpoint_name)
+            .get("x-amzn-invoked-production-variant", endpoint)
         )
         return str(version), _sorted(predictions)[: self.MAX_RESULTS]
 

@@ -21,6 +21,7 @@ from hitl.cli.accounts import accounts_app
 from hitl.cli.audit import audit_app
 from hitl.cli.dataset import dataset_app
 from hitl.cli.dlq import dlq_app
+from hitl.cli.aws import aws_app
 from hitl.cli.models import models_app
 from hitl.cli.repair import repair as repair_command
 from hitl.cli.review import review_app
@@ -50,6 +51,8 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(dataset_app, name="dataset")
 app.command("train")(train)
 review_app.add_typer(flows_app, name="flows")
+app.add_typer(aws_app, name="aws")
+
 
 @app.callback()
 def _cli_logs() -> None:

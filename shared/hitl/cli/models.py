@@ -73,12 +73,14 @@ def promote(version: str, reason: str = "promoted by an operator") -> None:
 
 @models_app.command("rollback")
 def rollback(reason: str = "rolled back by an operator") -> None:
-    """Serve the previously serving version again."""
-    from hitl.model.registry import ModelRegistry, RegistryError
+    """Serve the previously serving version again (on Rekognition, it is started first)."""
+    from hitl.model.registry import RegistryError
+    from hitl.settings import get_settings
+    from hitl.training.backends import rollback as roll_back
 
     try:
-        pointer = ModelRegistry().rollback(reason=reason)
+        version = roll_back(get_settings(), reason=reason)
     except RegistryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"serving {pointer.version}")
+    typer.echo(f"serving {version}")

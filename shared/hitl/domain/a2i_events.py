@@ -1,4 +1,4 @@
-"""The "SageMaker A2I HumanLoop Status Change" event as EventBridge delivers it to SQS (REFERENCE.md §3).
+"""The "SageMaker A2I HumanLoop Status Change" event as EventBridge delivers it to SQS (docs/formats.md §3).
 
 Both shapes parse into one model: AWS's (``account`` present, ``null`` failure fields, the loop ARN in
 ``resources``) and moto's (no ``account``, ``""`` failure fields, empty ``resources``).

@@ -1,6 +1,6 @@
 """Several reviewers' answers for one loop (TaskCount > 1) → one answer and how much they agreed.
 
-A2I does not merge answers (REFERENCE.md §1): labels go by majority, boxes are clustered by IoU
+A2I does not merge answers (docs/formats.md §1): labels go by majority, boxes are clustered by IoU
 (same label, one box per reviewer per cluster) and a cluster backed by a strict majority of the
 reviewers becomes one box at the members' median. ``agreement`` is the share of reviewers whose own
 answer equals the consolidated one; ``box_support`` the share of reviewers behind each kept box, and

@@ -1,4 +1,4 @@
-"""A2I ``output.json`` answers → Ground Truth augmented-manifest lines (REFERENCE.md §2 and §4).
+"""A2I ``output.json`` answers → Ground Truth augmented-manifest lines (docs/formats.md §2 and §4).
 
 The object-detection conversion reproduces AWS's sample ``convert_a2i_to_augmented_manifest``
 field for field (``source-ref`` = ``taskObject``, boxes looked up in the class map, ``image_size``
@@ -9,6 +9,7 @@ class map is added instead of raising, and every box is kept. Numbers are copied
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -68,6 +69,12 @@ def parse_answer(answer: Mapping[str, Any]) -> HumanAnswer:
         size = (props["width"], props["height"]) if "width" in props and "height" in props else None
         return HumanAnswer("boxes", [_box(b) for b in annotated.get("boundingBoxes") or []], size, **common)
     verification = content.get("labelVerification")
+    if isinstance(verification, str):
+        # A crowd-form hidden input posts its value as text (the verification task UI's JSON).
+        try:
+            verification = json.loads(verification)
+        except ValueError as exc:
+            raise AnswerError("bad_verification", "labelVerification is not JSON") from exc
     if isinstance(verification, Mapping):
         verdicts = {str(v["label"]): bool(v.get("verified")) for v in verification.get("labels") or []}
         return HumanAnswer("verification", verified=verdicts, **common)

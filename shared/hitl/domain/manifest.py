@@ -1,5 +1,5 @@
 """Ground Truth manifest line formats (JSON Lines, one image per line): object detection and
-image classification, as Rekognition Custom Labels and SageMaker read them (REFERENCE.md §4).
+image classification, as Rekognition Custom Labels and SageMaker read them (docs/formats.md §4).
 
 The label attribute's name is free (``bounding-box``, ``brand``…); its metadata sits under
 ``<attribute>-metadata``. :func:`label_attribute` finds it when a caller does not say.

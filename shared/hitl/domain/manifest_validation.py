@@ -1,4 +1,4 @@
-"""Rekognition Custom Labels' manifest rules (REFERENCE.md §4), checked before training.
+"""Rekognition Custom Labels' manifest rules (docs/formats.md §4), checked before training.
 
 Pure: takes manifest lines (JSON text or decoded objects) and, optionally, what is known about each
 image (a mapping or a lookup by ``source-ref``), and returns every broken rule per line (1-based

@@ -46,7 +46,7 @@ def merge_manifest(existing: Iterable[Mapping[str, Any]], answers: Iterable[Mapp
 
 
 def check_line(line: Mapping[str, Any]) -> list[str]:
-    """The per-line Rekognition rules that a merge can break (REFERENCE.md §4); [] when valid."""
+    """The per-line Rekognition rules that a merge can break (docs/formats.md §4); [] when valid."""
     problems: list[str] = []
     source_ref = line.get("source-ref")
     if not isinstance(source_ref, str) or not source_ref.startswith("s3://"):

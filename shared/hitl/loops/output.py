@@ -1,4 +1,4 @@
-"""Read a loop's ``output.json`` (REFERENCE.md §2) from S3."""
+"""Read a loop's ``output.json`` (docs/formats.md §2) from S3."""
 
 from __future__ import annotations
 

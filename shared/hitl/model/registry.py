@@ -6,7 +6,11 @@ Layout under ``settings.models_prefix`` (default ``models/``)::
     v0001/train.manifest   snapshot of the training manifest it was trained on
     v0001/test.manifest    snapshot of the test manifest it was evaluated on (if any)
     v0001/meta.json        version, parent, snapshots, metrics, status, times
-    serving.json           the pointer: {"version": …, "history": [older serving versions…]}
+    serving.json           the pointer: {"version": …, "target": …, "history": [older serving versions…]}
+
+A version trained by a managed service (Rekognition Custom Labels, SageMaker) has no artifact here:
+its ``artifact_uri`` is what serves it (a project version ARN or an endpoint name) and the pointer's
+``target`` names it, so a detector follows a promotion by re-reading the pointer, without a restart.
 
 Promotion and rollback overwrite ``serving.json`` only: one PUT, atomic for readers. Writers use
 S3 conditional requests (If-None-Match on a new version, If-Match on the pointer) so two trainers
@@ -80,7 +84,8 @@ class ModelVersion:
 
     @property
     def f1(self) -> float | None:
-        return None if self.metrics is None else float(self.metrics["f1"])
+        value = None if self.metrics is None else self.metrics.get("f1")
+        return None if value is None else float(value)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -91,6 +96,10 @@ class ServingPointer:
     version: str
     updated_at: str
     history: list[str] = field(default_factory=list)  # previously serving versions, newest last
+    # What serves it outside this registry: a Rekognition project version ARN or a SageMaker
+    # endpoint name; empty for the embedded model (its artifact is in the registry).
+    target: str = ""
+    backend: str = "embedded"
 
 
 class ModelRegistry:
@@ -155,27 +164,100 @@ class ModelRegistry:
         """Store a trained artifact as the next version (status ``candidate``) with snapshots of the
         manifests (JSON Lines text) it was trained and evaluated on. ``parent`` defaults to the
         version serving now."""
+        blob = artifact.to_bytes()
+        meta = self._claim(
+            kind=artifact.kind,
+            labels=list(artifact.labels),
+            train_manifest=train_manifest,
+            test_manifest=test_manifest,
+            parent=parent,
+            attempts=attempts,
+            artifact_sha256=hashlib.sha256(blob).hexdigest(),
+            metrics=artifact.evaluation,
+            thresholds=dict(artifact.thresholds),
+            info=dict(artifact.info),
+        )
+        self._put(self._key(meta.version, "artifact.npz"), blob, "application/octet-stream")
+        log.info("model.published", version=meta.version, parent=meta.parent, kind=artifact.kind)
+        return meta
+
+    def reserve(
+        self,
+        kind: str,
+        labels: list[str],
+        train_manifest: str,
+        *,
+        test_manifest: str | None = None,
+        backend: str,
+        parent: str | None = None,
+        attempts: int = 5,
+    ) -> ModelVersion:
+        """Claim the next version id for a model a managed service will train from the manifest
+        snapshots stored here (``train_manifest_uri``/``test_manifest_uri``); its artifact is
+        recorded later by :meth:`record_training`."""
+        meta = self._claim(
+            kind=kind,
+            labels=labels,
+            train_manifest=train_manifest,
+            test_manifest=test_manifest,
+            parent=parent,
+            attempts=attempts,
+            artifact_sha256="",
+            metrics=None,
+            thresholds={},
+            info={"backend": backend},
+        )
+        log.info("model.reserved", version=meta.version, parent=meta.parent, backend=backend)
+        return meta
+
+    def record_training(
+        self, version: str, *, target: str, metrics: dict[str, Any], info: dict[str, Any] | None = None
+    ) -> ModelVersion:
+        """A managed service trained ``version``: what serves it (ARN or endpoint) and its scores."""
+        meta = self.describe(version)
+        merged = {**meta.info, **(info or {}), "target": target}
+        updated = replace(meta, artifact_uri=target, metrics=metrics, info=merged)
+        self._put(self._key(version, "meta.json"), updated.to_json().encode(), "application/json")
+        return updated
+
+    def manifest_key(self, version: str, name: str) -> str:
+        """The S3 key of a version's manifest snapshot (``train.manifest`` or ``test.manifest``)."""
+        return self._key(version, name)
+
+    def _claim(
+        self,
+        *,
+        kind: str,
+        labels: list[str],
+        train_manifest: str,
+        test_manifest: str | None,
+        parent: str | None,
+        attempts: int,
+        artifact_sha256: str,
+        metrics: dict[str, Any] | None,
+        thresholds: dict[str, float],
+        info: dict[str, Any],
+    ) -> ModelVersion:
         if parent is None:
             pointer = self.pointer()
             parent = pointer.version if pointer else None
-        blob = artifact.to_bytes()
         for _ in range(attempts):
             existing = self.versions()
             version = version_id(int(existing[-1][1:]) + 1 if existing else 1)
             meta = ModelVersion(
                 version=version,
-                kind=artifact.kind,
-                labels=list(artifact.labels),
+                kind=kind,
+                labels=labels,
                 status="candidate",
                 created_at=_now(),
-                artifact_uri=self._settings.s3_uri(self._key(version, "artifact.npz")),
-                artifact_sha256=hashlib.sha256(blob).hexdigest(),
+                artifact_uri=self._settings.s3_uri(self._key(version, "artifact.npz")) if artifact_sha256 else "",
+                artifact_sha256=artifact_sha256,
                 train_manifest_uri=self._settings.s3_uri(self._key(version, "train.manifest")),
                 test_manifest_uri=self._settings.s3_uri(self._key(version, "test.manifest")) if test_manifest else None,
                 parent=parent,
-                metrics=artifact.evaluation,
-                thresholds=dict(artifact.thresholds),
-                info=dict(artifact.info),
+                metrics=metrics,
+                thresholds=thresholds,
+                info=info,
                 history=[{"status": "candidate", "at": _now(), "reason": "published"}],
             )
             try:
@@ -186,8 +268,6 @@ class ModelRegistry:
             self._put(self._key(version, "train.manifest"), train_manifest.encode(), "application/x-ndjson")
             if test_manifest:
                 self._put(self._key(version, "test.manifest"), test_manifest.encode(), "application/x-ndjson")
-            self._put(self._key(version, "artifact.npz"), blob, "application/octet-stream")
-            log.info("model.published", version=version, parent=parent, kind=artifact.kind)
             return meta
         raise ConcurrentUpdate("could not allocate a version id")
 
@@ -230,14 +310,17 @@ class ModelRegistry:
         conditions = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         self._put(self._key(POINTER), body, "application/json", **conditions)
 
+    def _target(self, version: str) -> dict[str, str]:
+        info = self.describe(version).info
+        return {"target": str(info.get("target", "")), "backend": str(info.get("backend", "embedded"))}
+
     def promote(self, version: str, reason: str = "") -> ServingPointer:
         """Make ``version`` the serving one; the previous one is retired and kept for rollback."""
-        self.describe(version)  # must exist
         current, etag = self._pointer()
         if current and current.version == version:
             return current
         history = ([*current.history, current.version] if current else [])[-HISTORY_LIMIT:]
-        new = ServingPointer(version=version, updated_at=_now(), history=history)
+        new = ServingPointer(version=version, updated_at=_now(), history=history, **self._target(version))
         self._swap(new, etag)
         self.set_status(version, "serving", reason or "promoted")
         if current:
@@ -250,7 +333,10 @@ class ModelRegistry:
         current, etag = self._pointer()
         if current is None or not current.history:
             raise RegistryError("nothing to roll back to")
-        new = ServingPointer(version=current.history[-1], updated_at=_now(), history=current.history[:-1])
+        previous = current.history[-1]
+        new = ServingPointer(
+            version=previous, updated_at=_now(), history=current.history[:-1], **self._target(previous)
+        )
         self._swap(new, etag)
         self.set_status(new.version, "serving", reason)
         self.set_status(current.version, "rejected", reason)
@@ -319,3 +405,39 @@ class ServingModelCache:
             # Keep serving what is loaded; try again after the next interval.
             self._checked_at = self._clock()
             log.warning("model.refresh_failed", error=str(exc), serving=self._current.version)
+
+
+class ServingPointerCache:
+    """A managed-service detector's view of the pointer: which project version ARN or endpoint
+    serves now. Re-read at most every ``refresh_seconds``; if S3 cannot be read, the last pointer
+    read keeps serving (``None`` before any was read: the configured one serves)."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        refresh_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._registry = registry
+        self._ttl = refresh_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pointer: ServingPointer | None = None
+        self._checked_at = float("-inf")
+
+    def get(self) -> ServingPointer | None:
+        if self._clock() - self._checked_at < self._ttl:
+            return self._pointer
+        with self._lock:
+            if self._clock() - self._checked_at >= self._ttl:
+                try:
+                    pointer = self._registry.pointer()
+                except Exception as exc:  # noqa: BLE001 - any read failure: keep serving what is known
+                    serving = self._pointer.version if self._pointer else None
+                    log.warning("model.pointer_refresh_failed", error=repr(exc), serving=serving)
+                else:
+                    if pointer is not None and (self._pointer is None or pointer.target != self._pointer.target):
+                        log.info("model.target_swapped", version=pointer.version, target=pointer.target)
+                    self._pointer = pointer
+                self._checked_at = self._clock()
+        return self._pointer

@@ -1,7 +1,7 @@
 """Train a model version from Ground Truth manifest lines and their images, then evaluate it.
 
 Either task is learnt from the lines' own type: object-detection lines train the box head,
-image-classification lines the image-label head. Validation runs first (REFERENCE.md §4 rules): a
+image-classification lines the image-label head. Validation runs first (docs/formats.md §4 rules): a
 rejected dataset raises :class:`~hitl.domain.manifest_validation.DatasetRejected` with a summary,
 invalid lines within the 20 % budget are dropped.
 """

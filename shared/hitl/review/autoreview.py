@@ -1,6 +1,6 @@
 """The simulated reviewer: answers portal tasks from Ground Truth, optionally with deliberate errors.
 
-Truth is a Ground Truth manifest (JSON Lines keyed by ``source-ref``, REFERENCE.md §4); a task is
+Truth is a Ground Truth manifest (JSON Lines keyed by ``source-ref``, docs/formats.md §4); a task is
 answered when its ``taskObject`` equals a ``source-ref``, and skipped otherwise. With an error rate
 P, a seeded random generator corrupts that fraction of answers (a box shifted by half its size or
 dropped, another class chosen, a verdict flipped), so runs are reproducible.

@@ -1,4 +1,4 @@
-"""The "SageMaker A2I HumanLoop Status Change" event (REFERENCE.md §3) as a PutEvents entry."""
+"""The "SageMaker A2I HumanLoop Status Change" event (docs/formats.md §3) as a PutEvents entry."""
 
 from __future__ import annotations
 

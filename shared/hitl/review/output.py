@@ -1,4 +1,4 @@
-"""``output.json`` in A2I's schema (REFERENCE.md §2)."""
+"""``output.json`` in A2I's schema (docs/formats.md §2)."""
 
 from __future__ import annotations
 

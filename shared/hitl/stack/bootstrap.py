@@ -1,6 +1,7 @@
 """Create, idempotently, the AWS resources the pipeline expects: on moto's server or on AWS.
 
-Bucket (with the CORS rule review UIs need and the upload notification), SQS queues with
+Bucket (with the CORS rule review UIs need and the upload notification, merged into whatever the
+bucket already has: other CORS rules and notifications are kept), SQS queues with
 dead-letter queues and redrive policies, the EventBridge rule for A2I status changes with its
 queue policy, and the SSM runtime parameters with their defaults (existing values are kept).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from hitl import aws
 from hitl.params import ParameterStore
@@ -16,6 +18,9 @@ from hitl.settings import Settings
 
 A2I_DETAIL_TYPE = "SageMaker A2I HumanLoop Status Change"
 A2I_AWS_SOURCE = "aws.sagemaker"
+# Our CORS rule and upload notification carry these ids, so a re-run replaces only them.
+CORS_RULE_ID = "hitl-review-images"
+UPLOADS_NOTIFICATION_ID = "hitl-uploads"
 
 
 @dataclass(frozen=True)
@@ -73,20 +78,42 @@ def _ensure_bucket(settings: Settings) -> None:
         region = s3.meta.region_name
         kwargs = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
         s3.create_bucket(Bucket=settings.bucket, **kwargs)
-    s3.put_bucket_cors(
-        Bucket=settings.bucket,
-        CORSConfiguration={
-            "CORSRules": [
-                {
-                    "AllowedMethods": ["GET"],
-                    "AllowedOrigins": settings.cors_allowed_origins,
-                    "AllowedHeaders": ["*"],
-                    "ExposeHeaders": ["ETag"],
-                    "MaxAgeSeconds": 3000,
-                }
-            ]
-        },
-    )
+    s3.put_bucket_cors(Bucket=settings.bucket, CORSConfiguration={"CORSRules": merged_cors_rules(settings)})
+
+
+def merged_cors_rules(settings: Settings) -> list[dict[str, Any]]:
+    """The bucket's CORS rules with ours (by its ID) added or replaced; other rules are kept."""
+    s3 = aws.client("s3")
+    try:
+        existing = s3.get_bucket_cors(Bucket=settings.bucket).get("CORSRules", [])
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchCORSConfiguration":
+            raise
+        existing = []
+    ours = {
+        "ID": CORS_RULE_ID,
+        "AllowedMethods": ["GET"],
+        "AllowedOrigins": settings.cors_allowed_origins,
+        "AllowedHeaders": ["*"],
+        "ExposeHeaders": ["ETag"],
+        "MaxAgeSeconds": 3000,
+    }
+    return [rule for rule in existing if rule.get("ID") != CORS_RULE_ID] + [ours]
+
+
+def merged_notifications(settings: Settings, queue_arn: str) -> dict[str, Any]:
+    """The bucket's notification configuration with our upload queue (by its Id) added or replaced;
+    every other queue, topic, function and EventBridge setting is kept."""
+    current = aws.client("s3").get_bucket_notification_configuration(Bucket=settings.bucket)
+    current.pop("ResponseMetadata", None)
+    ours = {
+        "Id": UPLOADS_NOTIFICATION_ID,
+        "QueueArn": queue_arn,
+        "Events": ["s3:ObjectCreated:*"],
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": settings.uploads_prefix}]}},
+    }
+    queues = [q for q in current.get("QueueConfigurations", []) if q.get("Id") != UPLOADS_NOTIFICATION_ID]
+    return {**current, "QueueConfigurations": [*queues, ours]}
 
 
 def _route_events(
@@ -113,27 +140,10 @@ def _route_events(
     return rule_arn
 
 
-def bootstrap(settings: Settings) -> Resources:
-    _ensure_bucket(settings)
-    up_url, up_arn, up_dlq = _ensure_queue(settings.uploads_queue, settings)
+def ensure_a2i_events(settings: Settings) -> tuple[str, str, str, str]:
+    """The events queue (with its dead-letter queue) and the EventBridge rule for A2I status changes
+    targeting it, with the queue policy; returns (queue url, queue arn, dlq url, rule arn)."""
     ev_url, ev_arn, ev_dlq = _ensure_queue(settings.events_queue, settings)
-
-    _allow(up_url, up_arn, "s3.amazonaws.com", f"arn:aws:s3:::{settings.bucket}")
-    # All ObjectCreated events (multipart uploads too), under the upload prefix only.
-    aws.client("s3").put_bucket_notification_configuration(
-        Bucket=settings.bucket,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {
-                    "Id": "hitl-uploads",
-                    "QueueArn": up_arn,
-                    "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": settings.uploads_prefix}]}},
-                }
-            ]
-        },
-    )
-
     sources = sorted({A2I_AWS_SOURCE, settings.a2i_event_source})
     rule_arn = _route_events(
         settings,
@@ -143,6 +153,20 @@ def bootstrap(settings: Settings) -> Resources:
         "ingestor-queue",
         "A2I human loop status changes to the ingestor's queue",
     )
+    return ev_url, ev_arn, ev_dlq, rule_arn
+
+
+def bootstrap(settings: Settings) -> Resources:
+    _ensure_bucket(settings)
+    up_url, up_arn, up_dlq = _ensure_queue(settings.uploads_queue, settings)
+
+    _allow(up_url, up_arn, "s3.amazonaws.com", f"arn:aws:s3:::{settings.bucket}")
+    # All ObjectCreated events (multipart uploads too), under the upload prefix only.
+    aws.client("s3").put_bucket_notification_configuration(
+        Bucket=settings.bucket, NotificationConfiguration=merged_notifications(settings, up_arn)
+    )
+
+    ev_url, ev_arn, ev_dlq, rule_arn = ensure_a2i_events(settings)
     # Training notices (started, rejected, deployed, …) for operators and the demo's report.
     no_url, no_arn, _ = _ensure_queue(settings.notifications_queue, settings)
     _route_events(
@@ -155,4 +179,8 @@ def bootstrap(settings: Settings) -> Resources:
     )
 
     ParameterStore(settings).ensure_defaults()
+    if settings.aws_setup_on_bootstrap:
+        from hitl.a2i.setup import A2ISetup
+
+        A2ISetup(settings).run()
     return Resources(settings.bucket, up_url, up_arn, up_dlq, ev_url, ev_arn, ev_dlq, rule_arn)

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 from hitl import aws
 from hitl.logs import get_logger
 from hitl.settings import Settings
+from hitl.stack import iam as stack_iam
 from hitl.stack import persist, procs
 from hitl.stack.bootstrap import bootstrap
 
@@ -55,7 +56,7 @@ def pipeline_services() -> list[Service]:
         Service("trainer", "services.trainer"),
         Service("intake", "services.intake"),
         Service("monitor", "services.monitor"),
-        Service("beat", "services.beat", metrics=False),
+        Service("beat", "services.beat"),
     ]
 
 
@@ -149,11 +150,11 @@ def read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
-def _start_review(stack: Stack) -> None:
+def _start_review(stack: Stack, extra_env: dict[str, str] | None = None) -> None:
     """The A2I-compatible review service: its endpoint and flow definition go into stack.env."""
     from services.review import stackplug
 
-    url = stackplug.start(stack.group, stack.env, stack.settings.review_port)
+    url = stackplug.start(stack.group, {**stack.env, **(extra_env or {})}, stack.settings.review_port)
     for line in stackplug.stack_env_lines(url, stack.settings):
         key, _, value = line.partition("=")
         stack.env[key] = value
@@ -191,13 +192,21 @@ def up(settings: Settings, run_dir: Path, services: list[Service] | None = None)
     stack.urls["MOTO"] = moto_url
     os.environ.update(stack.env)
     aws.reset_clients()
+    # Under IAM, each process signs with its own user's keys (the operator's go into stack.env).
+    iam_env = stack_iam.service_environments(settings, moto_url, REGION, run_dir) if settings.stack_enforce_iam else {}
+    os.environ.update(iam_env.get("bootstrap", {}))
+    aws.reset_clients()
     resources = bootstrap(settings)
+    stack.env.update(iam_env.get("operator", {}))
+    os.environ.update(stack.env)
+    aws.reset_clients()
     stack.urls["UPLOADS_QUEUE"] = resources.uploads_queue_url
     stack.urls["EVENTS_QUEUE"] = resources.events_queue_url
     persist.restore_messages(run_dir, moto_url)
-    _start_review(stack)
+    _start_review(stack, iam_env.get("review", {}))
     for index, service in enumerate(services if services is not None else pipeline_services()):
-        stack.group.start(service.name, [sys.executable, "-m", service.module], _service_env(stack, service, index))
+        env = {**_service_env(stack, service, index), **iam_env.get(service.name, {})}
+        stack.group.start(service.name, [sys.executable, "-m", service.module], env)
     write_env_file(stack)
     return stack
 

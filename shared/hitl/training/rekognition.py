@@ -13,6 +13,9 @@ from typing import Any
 
 from hitl import aws
 from hitl.logs import get_logger
+from hitl.model.registry import ModelRegistry, ModelVersion
+from hitl.settings import Settings
+from hitl.training.backends import Candidate, TrainingFailed, TrainingSet, dataset_shape, recorded_score
 
 log = get_logger("hitl.training.rekognition")
 
@@ -20,8 +23,7 @@ TERMINAL_TRAINING = {"TRAINING_COMPLETED", "TRAINING_FAILED"}
 RUNNING_LIKE = {"RUNNING", "STARTING"}
 
 
-class TrainingFailed(RuntimeError):
-    pass
+__all__ = ["Poller", "RekognitionBackend", "RekognitionTrainer", "TrainedVersion", "TrainingFailed"]
 
 
 @dataclass(frozen=True)
@@ -100,13 +102,25 @@ class RekognitionTrainer:
 
     def deploy(self, version: TrainedVersion, inference_units: int) -> list[str]:
         """Start ``version``; once it runs, stop every other running version. Returns those stopped."""
-        self.client.start_project_version(ProjectVersionArn=version.arn, MinInferenceUnits=inference_units)
+        self.start(version, inference_units)
+        return self.stop_others(version)
+
+    def start(self, version: TrainedVersion, inference_units: int) -> None:
+        """StartProjectVersion and wait until it runs (a running version is started no more)."""
+        try:
+            self.client.start_project_version(ProjectVersionArn=version.arn, MinInferenceUnits=inference_units)
+        except self.client.exceptions.ResourceInUseException:
+            log.info("rekognition_version_already_starting", version=version.version_name)  # e.g. a rollback
         for _ in self.poller.waits():
             status = self._describe(version.version_name)["Status"]
             if status == "RUNNING":
-                break
+                log.info("rekognition_version_running", version=version.version_name, units=inference_units)
+                return
             if status in ("FAILED", "STOPPED"):
                 raise TrainingFailed(f"version {version.version_name} did not start: {status}")
+
+    def stop_others(self, version: TrainedVersion) -> list[str]:
+        """Stop every running or starting version of the project but ``version`` (billed per unit-minute)."""
         stopped = []
         paginator = self.client.get_paginator("describe_project_versions")
         for page in paginator.paginate(ProjectArn=self.project_arn):
@@ -116,3 +130,58 @@ class RekognitionTrainer:
                     stopped.append(other["ProjectVersionArn"])
         log.info("rekognition_version_deployed", version=version.version_name, stopped=len(stopped))
         return stopped
+
+
+class RekognitionBackend:
+    """``HITL_TRAIN_BACKEND=rekognition``: a version per training run, named as the registry's."""
+
+    name = "rekognition"
+    metric = "f1"
+
+    def __init__(self, settings: Settings, registry: ModelRegistry, poller: Poller | None = None) -> None:
+        if not settings.rekognition_project_arn:
+            raise ValueError("HITL_REKOGNITION_PROJECT_ARN is required for the rekognition training backend")
+        self.settings = settings
+        self.registry = registry
+        poller = poller or Poller(
+            settings.training_poll_initial_seconds,
+            settings.training_poll_max_seconds,
+            settings.training_timeout_seconds,
+        )
+        self.trainer = RekognitionTrainer(
+            settings.rekognition_project_arn, settings.bucket, settings.rekognition_output_prefix, poller
+        )
+
+    def train(self, data: TrainingSet) -> Candidate:
+        from hitl.model.data import write_manifest
+
+        if not data.test_lines:
+            raise TrainingFailed(f"no test manifest at {self.settings.test_manifest_key}")
+        kind, labels, _ = dataset_shape(data.train_lines)
+        meta = self.registry.reserve(
+            kind, labels, write_manifest(data.train_lines), test_manifest=write_manifest(data.test_lines),
+            backend=self.name,
+        )
+        bucket = self.settings.bucket
+        try:
+            trained = self.trainer.train(
+                meta.version,
+                (bucket, self.registry.manifest_key(meta.version, "train.manifest")),
+                (bucket, self.registry.manifest_key(meta.version, "test.manifest")),
+            )
+        except Exception as exc:
+            self.registry.set_status(meta.version, "rejected", f"training failed: {exc}")
+            raise
+        info = {"project_arn": self.settings.rekognition_project_arn, "train_images": len(data.train_lines)}
+        self.registry.record_training(meta.version, target=trained.arn, metrics={"f1": trained.f1}, info=info)
+        return Candidate(meta.version, trained.f1, train_images=len(data.train_lines), info={"target": trained.arn})
+
+    def serving_score(self, serving: str, data: TrainingSet) -> float | None:
+        return recorded_score(self.registry, serving, self.metric)
+
+    def deploy(self, candidate: Candidate, inference_units: int) -> None:
+        version = TrainedVersion(candidate.version, candidate.info["target"], candidate.score)
+        self.trainer.start(version, inference_units)
+
+    def retire(self, serving: ModelVersion) -> list[str]:
+        return self.trainer.stop_others(TrainedVersion(serving.version, serving.artifact_uri, serving.f1 or 0.0))

@@ -4,6 +4,9 @@ The dataset snapshot is the seed manifest merged with every human-labelled examp
 replaces a seed line of the same ``source-ref``), validated by the Rekognition rules, minus any image
 of the fixed test split, which is never trained on. Both the candidate and the serving version are
 scored on that same test split, so the gate compares like with like.
+
+Where the model is trained and served is the backend's business (``HITL_TRAIN_BACKEND``,
+:mod:`hitl.training.backends`); the lock, snapshot, gate, notices and registry are the same for each.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import redis
@@ -19,12 +23,12 @@ from hitl import aws, metrics
 from hitl.domain.manifest_validation import DatasetRejected
 from hitl.logs import get_logger
 from hitl.loops.dataset import LabelledDataset
-from hitl.model.data import S3Images, read_manifest, write_manifest
+from hitl.model.data import read_manifest
 from hitl.model.registry import ModelRegistry
-from hitl.model.training import evaluate_artifact, parse_valid, train_from_manifest
 from hitl.params import ParameterStore
 from hitl.settings import Settings
 from hitl.training import notices
+from hitl.training.backends import TrainingBackend, TrainingFailed, TrainingSet, create_training_backend
 from hitl.training.lock import LockHeld, TrainingLock
 from hitl.training.policy import LabelCounts, gate, should_train
 
@@ -48,7 +52,9 @@ class RunOutcome:
 
 
 class Trainer:
-    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client: redis.Redis | None = None, backend: TrainingBackend | None = None
+    ) -> None:
         from hitl.adapters.redis_index import connect
 
         self.settings = settings
@@ -56,6 +62,7 @@ class Trainer:
         self.params = ParameterStore(settings)
         self.registry = ModelRegistry(settings)
         self.dataset = LabelledDataset(settings, client=self.redis)
+        self.backend = backend or create_training_backend(settings, self.registry)
         self.attempt_key = settings.key("training", "attempt_total")
 
     # --- counts ------------------------------------------------------------------------------
@@ -85,7 +92,7 @@ class Trainer:
             return RunOutcome("busy", str(exc))
         try:
             with lock.kept_alive():
-                return self._run(lock, float(snapshot["Minimum-F1-Score"]))
+                return self._run(lock, float(snapshot["Minimum-F1-Score"]), int(snapshot["Minimum-Inference-Units"]))
         finally:
             lock.release()
 
@@ -97,79 +104,87 @@ class Trainer:
             return []
         return [json.loads(line) for line in read_manifest(body)]
 
-    def _run(self, lock: TrainingLock, minimum_f1: float) -> RunOutcome:
+    def _run(self, lock: TrainingLock, minimum_f1: float, inference_units: int) -> RunOutcome:
         started = time.perf_counter()
         trained_keys = [str(k) for k in self.redis.smembers(self.dataset.untrained_key)]  # type: ignore[union-attr]
         total = int(self.redis.scard(self.dataset.examples_key))  # type: ignore[arg-type]
         try:
-            return self._train(lock, minimum_f1, started, trained_keys, total)
+            return self._train(lock, minimum_f1, inference_units, started, trained_keys, total)
         finally:
             # Recorded once the run ends, however it ends, so the same labels are not attempted again
             # at every poll; a run killed mid-way records nothing, and the next poll retries it.
             self.redis.set(self.attempt_key, total)
 
     def _train(
-        self, lock: TrainingLock, minimum_f1: float, started: float, trained_keys: list[str], total: int
+        self,
+        lock: TrainingLock,
+        minimum_f1: float,
+        inference_units: int,
+        started: float,
+        trained_keys: list[str],
+        total: int,
     ) -> RunOutcome:
         merged = self.dataset.build_manifest(base=self._read_manifest(self.settings.seed_manifest_key))
         test_lines = self._read_manifest(self.settings.test_manifest_key) or self._carve_test_split(merged)
         test_refs = {line["source-ref"] for line in test_lines}
+        # The dataset's snapshot as documented: manifest.jsonl (Ground Truth) and coco.json beside it.
+        self.dataset.write_manifest(merged)
         train_lines = [line for line in merged if line["source-ref"] not in test_refs]
-        notices.publish(self.settings, "started", labels=total, train_lines=len(train_lines), token=lock.token)
-        images = S3Images()
+        notices.publish(
+            self.settings, "started", labels=total, train_lines=len(train_lines), token=lock.token,
+            backend=self.backend.name,
+        )
+        data = TrainingSet(train_lines, test_lines)
         try:
-            result = train_from_manifest(
-                [json.dumps(line) for line in train_lines],
-                images.image,
-                test_lines=[json.dumps(line) for line in test_lines] if test_lines else None,
-                images=images.info,
-            )
+            candidate = self.backend.train(data)
         except DatasetRejected as exc:
             notices.publish(self.settings, "failed", reason=str(exc))
             return RunOutcome("failed", f"dataset rejected: {exc}")
-        except Exception as exc:
-            log.exception("training_failed")
+        except TrainingFailed as exc:  # the service's (or the set-up's) own reason: no traceback needed
+            log.warning("training_failed", backend=self.backend.name, reason=str(exc))
             notices.publish(self.settings, "failed", reason=str(exc))
             return RunOutcome("failed", str(exc))
-        if result.evaluation is None:
-            notices.publish(self.settings, "failed", reason="no test set")
-            return RunOutcome("failed", f"no test manifest at {self.settings.test_manifest_key}")
+        except Exception as exc:
+            log.exception("training_failed", backend=self.backend.name)
+            notices.publish(self.settings, "failed", reason=str(exc))
+            return RunOutcome("failed", str(exc))
 
-        candidate_f1 = float(result.evaluation.f1)
+        score = candidate.score
         serving = self.registry.serving_version()
-        serving_f1 = self._serving_f1(serving, test_lines, images) if serving else None
-        version = self.registry.publish(
-            result.artifact,
-            write_manifest(train_lines),
-            test_manifest=write_manifest(test_lines),
-        )
+        serving_score = self.backend.serving_score(serving, data) if serving else None
+        version = candidate.version
         seconds = time.perf_counter() - started
         metrics.TRAINING_SECONDS.observe(seconds)
-        metrics.MODEL_F1.labels(version.version).set(candidate_f1)
-        notices.publish(self.settings, "completed", version=version.version, f1=candidate_f1, serving_f1=serving_f1)
-        train_images = int(result.artifact.info.get("train_images", len(train_lines)))
-        decision = gate(candidate_f1, serving_f1, minimum_f1)
+        metrics.MODEL_F1.labels(version).set(score)
+        notices.publish(
+            self.settings, "completed", version=version, f1=score, serving_f1=serving_score, metric=candidate.metric
+        )
+        outcome = partial(RunOutcome, version=version, f1=score, serving_f1=serving_score,
+                          train_images=candidate.train_images, train_seconds=seconds)
+        decision = gate(score, serving_score, minimum_f1)
         if not decision.promote or not lock.is_current():
             reason = decision.reason if decision.promote is False else "the training lock was lost"
-            self.registry.set_status(version.version, "rejected", reason)
-            notices.publish(self.settings, "rejected", version=version.version, f1=candidate_f1, reason=reason)
-            return RunOutcome("rejected", reason, version.version, candidate_f1, serving_f1, train_images, seconds)
-        self.registry.promote(version.version, reason=decision.reason)
-        self._flow_labels_follow(train_lines, version.version)
+            self.registry.set_status(version, "rejected", reason)
+            notices.publish(self.settings, "rejected", version=version, f1=score, reason=reason)
+            return outcome("rejected", reason)
+        try:
+            # Ready to serve before the pointer names it (started, endpoint updated).
+            self.backend.deploy(candidate, inference_units)
+        except Exception as exc:
+            log.exception("deploy_failed", backend=self.backend.name, version=version)
+            self.registry.set_status(version, "rejected", f"deploy failed: {exc}")
+            notices.publish(self.settings, "failed", version=version, reason=f"deploy failed: {exc}")
+            return outcome("failed", f"deploy failed: {exc}")
+        self.registry.promote(version, reason=decision.reason)
+        self._flow_labels_follow(train_lines, version)
         if trained_keys:
             self.redis.srem(self.dataset.untrained_key, *trained_keys)
-        notices.publish(self.settings, "deployed", version=version.version, f1=candidate_f1, serving_f1=serving_f1)
-        return RunOutcome("promoted", decision.reason, version.version, candidate_f1, serving_f1, train_images, seconds)
-
-    def _serving_f1(self, version: str, test_lines: list[dict[str, Any]], images: S3Images) -> float:
-        """The serving version scored on this same test split (its own assumed thresholds)."""
-        from hitl.domain.manifest_validation import validate_manifest
-
-        raw = [json.dumps(line) for line in test_lines]
-        parsed = parse_valid(raw, validate_manifest(raw, images.info))
-        artifact = self.registry.artifact(version)
-        report = evaluate_artifact(artifact, [(images.image(x.source_ref), x) for x in parsed], thresholds=None)
-        return float(report.f1)
+        # After the pointer moved: detectors follow it, then what it replaced stops billing.
+        stopped = self.backend.retire(self.registry.describe(version))
+        notices.publish(
+            self.settings, "deployed", version=version, f1=score, serving_f1=serving_score, stopped=stopped
+        )
+        return outcome("promoted", decision.reason)
 
     # --- cold start: the held-back split (hitl.training.split) ---------------------------------------
     def _carve_test_split(self, merged: list[dict[str, Any]]) -> list[dict[str, Any]]:

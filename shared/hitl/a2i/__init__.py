@@ -1,0 +1,1 @@
+"""Amazon A2I set-up on AWS: human task UIs kept in the repository, flow definitions, events."""
