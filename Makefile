@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 APT_LISTS := $(wildcard deploy/apt-packages/*.txt)
 
-.PHONY: demo test bench up down lint venv apt tools model model-backbone clean lock
+.PHONY: demo test bench up down lint venv apt tools model model-backbone clean lock image compose-up compose-down
 
 demo: venv apt model
 	$(BIN)/python -m hitl.demo
@@ -21,11 +21,18 @@ bench: venv apt model
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_model.py
 
+# `make up CONTAINERS=1`: the services run from the images (built first, reused when unchanged).
 up: venv apt model
-	$(BIN)/hitl stack up
+	$(if $(CONTAINERS),$(BIN)/hitl containers up,$(BIN)/hitl stack up)
 
+# Stops the containers of `make up CONTAINERS=1` (if any), then the stack's processes.
 down:
-	@if [ -x $(BIN)/hitl ]; then $(BIN)/hitl stack down; fi
+	@if [ -x $(BIN)/hitl ]; then $(BIN)/hitl containers down; fi
+
+# The images (runtime, trainer, local) with docker, or podman when no Docker daemon answers; prints
+# the engine, the build time and each image's size (deploy/README.md).
+image: venv apt model
+	$(BIN)/python -m hitl.stack.engine
 
 lint: venv
 	$(BIN)/ruff check shared services tests bench

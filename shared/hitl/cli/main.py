@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from hitl.cli.audit import audit_app
+from hitl.cli.containers import containers_app
 from hitl.cli.models import models_app
 from hitl.cli.review import review_app
 from hitl.settings import get_settings
@@ -30,6 +31,7 @@ app.add_typer(review_app)
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
 app.add_typer(stack_app, name="stack")
+app.add_typer(containers_app, name="containers")
 
 console = Console(stderr=True)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
