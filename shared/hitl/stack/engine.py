@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -230,6 +231,30 @@ def build(
         built.sizes[target] = engine.image_size(tags[0])
     built.seconds = time.monotonic() - started
     return built
+
+
+# Images of docker-compose's dependencies, from Debian's packages on the same base: name -> Containerfile.
+COMPOSE_IMAGES = {
+    "hitl-redis:bookworm": "deploy/compose/redis.Containerfile",
+    "hitl-prometheus:bookworm": "deploy/compose/prometheus.Containerfile",
+}
+
+
+def build_compose_images(engine: Engine, root: Path = ROOT, log: Path | None = None) -> dict[str, int]:
+    """Redis and Prometheus images from Debian's packages (kept when present); their sizes."""
+    sizes = {}
+    for image, containerfile in COMPOSE_IMAGES.items():
+        if not engine.image_exists(image):
+            base = ensure_base(engine, DEBIAN_BASE)
+            argv = engine.cmd(
+                "build", *engine.build_args, "--build-arg", f"BASE={base}", "--tag", image,
+                "--file", str(root / containerfile), str(root / "deploy" / "compose"),
+            )  # fmt: skip
+            with open(log or os.devnull, "a") as out:
+                if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=1800, check=False).returncode:
+                    raise RuntimeError(f"building {image} failed: {' '.join(argv)}")
+        sizes[image] = engine.image_size(image)
+    return sizes
 
 
 def summary(built: Built) -> dict[str, object]:
