@@ -36,19 +36,17 @@ RUN python deploy/image/requirements.py pyproject.toml > runtime-requirements.tx
 COPY README.md ./
 COPY shared ./shared
 COPY services ./services
-RUN $INSTALL --no-deps . \
-    && python -m compileall -q /opt/venv/lib
+# pip compiles every module it installs: nothing is compiled (or written) at run time.
+RUN $INSTALL --no-deps .
 
 # --- build-trainer / build-local: the same virtualenv plus one extra --------------------------------
 FROM build AS build-trainer
 RUN python deploy/image/requirements.py pyproject.toml train > train-requirements.txt \
-    && $INSTALL --requirement train-requirements.txt --constraint requirements.lock \
-    && python -m compileall -q /opt/venv/lib
+    && $INSTALL --requirement train-requirements.txt --constraint requirements.lock
 
 FROM build AS build-local
 RUN python deploy/image/requirements.py pyproject.toml local > local-requirements.txt \
-    && $INSTALL --requirement local-requirements.txt --constraint requirements.lock \
-    && python -m compileall -q /opt/venv/lib
+    && $INSTALL --requirement local-requirements.txt --constraint requirements.lock
 
 # --- base: the unprivileged user and the environment every target shares --------------------------
 FROM ${PYTHON_IMAGE} AS base

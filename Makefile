@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 APT_LISTS := $(wildcard deploy/apt-packages/*.txt)
 
-.PHONY: demo test bench up down lint venv apt tools model model-backbone clean lock image compose-up compose-down
+.PHONY: demo test bench up down lint venv apt tools model model-backbone clean lock image compose-up compose-down compose-check
 
 demo: venv apt model
 	$(BIN)/python -m hitl.demo
@@ -33,6 +33,17 @@ down:
 # the engine, the build time and each image's size (deploy/README.md).
 image: venv apt model
 	$(BIN)/python -m hitl.stack.engine
+
+# docker-compose.yml under podman-compose (.venv-tools) or docker compose, with the local images
+# (Redis and Prometheus from Debian's packages); compose-check runs the 30-image check against it.
+compose-up: venv apt tools model
+	$(BIN)/python -m hitl.stack.compose up
+
+compose-down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m hitl.stack.compose down; fi
+
+compose-check: venv apt tools model
+	$(BIN)/python -m tests.containers.compose_check
 
 lint: venv
 	$(BIN)/ruff check shared services tests bench

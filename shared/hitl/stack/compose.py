@@ -84,4 +84,4 @@ def container_name(service: str) -> str:
 
 
 if __name__ == "__main__":
-    {"up": lambda: up(), "down": lambda: down()}[sys.argv[1]]()
+    {"up": up, "down": down}[sys.argv[1]]()

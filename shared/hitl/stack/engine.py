@@ -180,9 +180,9 @@ class Built:
     base: str = ""
 
 
-def tags_for(target: str, root: Path = ROOT) -> list[str]:
+def tags_for(target: str, root: Path = ROOT, digest: str | None = None) -> list[str]:
     name = TARGETS[target]
-    return [f"{name}:{version(root)}", f"{name}:dev", f"{name}:src-{source_hash(root)}"]
+    return [f"{name}:{version(root)}", f"{name}:dev", f"{name}:src-{digest or source_hash(root)}"]
 
 
 def content_tag(target: str, root: Path = ROOT) -> str:
@@ -205,9 +205,10 @@ def build(
             built.sizes[target] = engine.image_size(content_tag(target, root))
         return built
     built.base = ensure_base(engine)
+    digest = source_hash(root)  # once: the sources as the build starts
     started = time.monotonic()
     for target in targets:
-        tags = tags_for(target, root)
+        tags = tags_for(target, root, digest)
         argv = engine.cmd(
             "build",
             *engine.build_args,
