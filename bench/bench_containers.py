@@ -53,7 +53,9 @@ def main() -> None:
     redis_group = procs.ProcessGroup(work / "redis")
     redis_port = procs.free_port()
     server = shutil.which("redis-server") or "redis-server"
-    redis_group.start("redis", [server, "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--dir", str(work)])
+    redis_group.start(
+        "redis", [server, "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--dir", str(work)]
+    )
     procs.wait_until(lambda: procs.port_open(redis_port), 15, "redis")
     run_dir = work / "stack"
     env = {

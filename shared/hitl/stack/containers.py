@@ -37,6 +37,13 @@ PER_PROCESS = {
     "PROMETHEUS_MULTIPROC_DIR",
 }
 STOP_GRACE_SECONDS = 20
+# What the Kubernetes manifests use too (tests/deploy/test_manifests_follow_containers.py checks it):
+# the probes, and the writable mounts over the read-only root (emptyDirs there, tmpfs here).
+LIVENESS_PROBE = ("python", "-m", "hitl.health", "--max-age", "60")
+READINESS_PROBE = ("python", "-m", "hitl.health", "--ready")
+REVIEW_LIVENESS_PATH = "/healthz"
+REVIEW_READINESS_PATH = "/readyz"
+TMPFS = {"/tmp": "512m", "/tmp/prometheus": "64m"}  # noqa: S108 - the container's own tmpfs mounts
 
 
 @dataclass(frozen=True)
@@ -132,8 +139,7 @@ def _run(
         "--network",
         "host",
         "--read-only",
-        "--tmpfs",
-        "/tmp:rw,size=512m,mode=1777",  # noqa: S108 - the container's own tmpfs
+        *(arg for path, size in TMPFS.items() for arg in ("--tmpfs", f"{path}:rw,size={size},mode=1777")),
         "--user",
         f"{UID}:{UID}",
         "--cap-drop",
@@ -188,10 +194,7 @@ def _review_files(cs: ContainerStack, settings: Settings) -> tuple[dict[str, str
 
 def worker_ready(cs: ContainerStack, name: str) -> bool:
     """The Kubernetes readiness probe of the workers, run in the container."""
-    return (
-        cs.engine.run("exec", cs.container_name(name), "python", "-m", "hitl.health", "--ready", check=False).returncode
-        == 0
-    )
+    return cs.engine.run("exec", cs.container_name(name), *READINESS_PROBE, check=False).returncode == 0
 
 
 def running(cs: ContainerStack, name: str) -> bool:
@@ -270,7 +273,7 @@ def wait_ready(cs: ContainerStack, names: list[str], timeout: float = 180.0) -> 
             if name == REVIEW.name:
                 url = cs.stack.env["HITL_REVIEW_URL"]
                 try:
-                    ok = procs.http_ok(f"{url}/readyz")
+                    ok = procs.http_ok(f"{url}{REVIEW_READINESS_PATH}")
                 except OSError:
                     ok = False
             else:
