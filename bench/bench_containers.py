@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 from hitl.stack import containers, procs  # noqa: E402
 from hitl.stack import engine as engines  # noqa: E402
 from tests.containers.flow import run_flow  # noqa: E402
-from tests.integration.conftest import HITL, LocalStack, _free_port_range  # noqa: E402
+from tests.containers.conftest import port_range  # noqa: E402
+from tests.integration.conftest import HITL, LocalStack  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "containers.json"
 TARGETS = ("runtime", "trainer", "local")
@@ -72,7 +73,7 @@ def main() -> None:
         "HITL_PARAMS_CACHE_SECONDS": "1",
         "HITL_STACK_MOTO_PORT": str(procs.free_port()),
         "HITL_REVIEW_PORT": str(procs.free_port()),
-        "HITL_STACK_METRICS_BASE_PORT": str(_free_port_range(10)),
+        "HITL_STACK_METRICS_BASE_PORT": str(port_range(10)),
     }
     names = [containers.REVIEW.name, *(s.name for s in containers.pipeline_services())]
     prefix = containers.container_prefix(run_dir)

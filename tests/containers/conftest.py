@@ -7,6 +7,7 @@ Skipped only when no container engine can run a container here, saying why.
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +17,21 @@ import redis as redis_lib
 
 from hitl.stack import engine as engines
 from hitl.stack import procs
-from tests.integration.conftest import HITL, LocalStack, _free_port_range
+from tests.integration.conftest import HITL, LocalStack
 
 CONTAINERS_REDIS_DB = int(os.environ.get("HITL_TEST_CONTAINERS_REDIS_DB", "11"))
 TARGETS = ("runtime", "trainer")
+
+
+def port_range(count: int) -> int:
+    """``count`` consecutive free ports below the kernel's ephemeral range: no client socket of another
+    process on this shared machine takes one of them between now and the services' bind."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(50):
+        base = random.randint(20000, max(20001, low - count - 1))
+        if not any(procs.port_open(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free port range")
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +74,7 @@ def container_stack(
         "HITL_PARAMS_CACHE_SECONDS": "1",
         "HITL_STACK_MOTO_PORT": str(procs.free_port()),
         "HITL_REVIEW_PORT": str(procs.free_port()),
-        "HITL_STACK_METRICS_BASE_PORT": str(_free_port_range(10)),
+        "HITL_STACK_METRICS_BASE_PORT": str(port_range(10)),
     }
     up = subprocess.run(
         [HITL, "containers", "up", "--no-build"], env=env, capture_output=True, text=True, timeout=600, check=False

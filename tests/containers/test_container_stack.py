@@ -12,7 +12,9 @@ from hitl.stack import engine as engines
 from tests.containers.flow import run_flow
 from tests.integration.conftest import LocalStack
 
-pytestmark = pytest.mark.integration
+# A cold build of the images (nothing cached) takes minutes on a loaded machine; the session fixture
+# building them is charged to the first test.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
 def test_thirty_images_through_the_containerised_pipeline(container_stack: LocalStack, tmp_path: Path) -> None:

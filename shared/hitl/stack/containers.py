@@ -4,8 +4,9 @@ Redis and moto's server are the process stack's own (``hitl.stack.local``); the 
 one-shot container, then review, detector, dispatcher, ingestor, reconciler, intake, trainer, beat and
 monitor each run as a container: host networking on loopback ports, the stack's environment, non-root,
 read-only root filesystem with ``/tmp`` as tmpfs, no capabilities. Readiness is checked exactly as the
-Kubernetes manifests check it: ``python -m hitl.health --ready`` inside the container for workers,
-``GET /readyz`` for the review service.
+Kubernetes manifests check it: the startup probe ``python -m hitl.health --max-age 60`` then
+``python -m hitl.health --ready`` inside the container for workers, ``GET /readyz`` for the review
+service.
 
 Each container's id is kept in ``<run_dir>/containers/<name>.cid``: ``down`` stops exactly those
 (saving their logs to ``<run_dir>/logs/<name>.log``), then the processes of the stack.
@@ -43,6 +44,7 @@ LIVENESS_PROBE = ("python", "-m", "hitl.health", "--max-age", "60")
 READINESS_PROBE = ("python", "-m", "hitl.health", "--ready")
 REVIEW_LIVENESS_PATH = "/healthz"
 REVIEW_READINESS_PATH = "/readyz"
+PROBES = (LIVENESS_PROBE, READINESS_PROBE)
 TMPFS = {"/tmp": "512m", "/tmp/prometheus": "64m"}  # noqa: S108 - the container's own tmpfs mounts
 
 
@@ -193,8 +195,9 @@ def _review_files(cs: ContainerStack, settings: Settings) -> tuple[dict[str, str
 
 
 def worker_ready(cs: ContainerStack, name: str) -> bool:
-    """The Kubernetes readiness probe of the workers, run in the container."""
-    return cs.engine.run("exec", cs.container_name(name), *READINESS_PROBE, check=False).returncode == 0
+    """Ready as Kubernetes sees it: the startup probe (the liveness command) passed, then readiness."""
+    container = cs.container_name(name)
+    return all(cs.engine.run("exec", container, *probe, check=False).returncode == 0 for probe in PROBES)
 
 
 def running(cs: ContainerStack, name: str) -> bool:
