@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from hitl.stack import containers, procs  # noqa: E402
 from hitl.stack import engine as engines  # noqa: E402
-from tests.containers.flow import run_flow  # noqa: E402
 from tests.containers.conftest import port_range  # noqa: E402
+from tests.containers.flow import run_flow  # noqa: E402
 from tests.integration.conftest import HITL, LocalStack  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "containers.json"
