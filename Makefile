@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 APT_LISTS := $(wildcard deploy/apt-packages/*.txt)
 
-.PHONY: demo test bench up down lint venv apt tools model model-backbone clean lock python-version chaos
+.PHONY: demo test bench up down lint venv apt tools model model-backbone clean lock python-version chaos image compose-up compose-down compose-check
 
 # The project needs Python 3.11 (pyproject's requires-python); a different interpreter stops here.
 python-version:
@@ -30,11 +30,29 @@ bench: venv apt model
 chaos: venv apt
 	$(BIN)/python -m tests.chaos --scale full
 
+# `make up CONTAINERS=1`: the services run from the images (built first, reused when unchanged).
 up: venv apt model
-	$(BIN)/hitl stack up
+	$(if $(CONTAINERS),$(BIN)/hitl containers up,$(BIN)/hitl stack up)
 
+# Stops the containers of `make up CONTAINERS=1` (if any), then the stack's processes.
 down:
-	@if [ -x $(BIN)/hitl ]; then $(BIN)/hitl stack down; fi
+	@if [ -x $(BIN)/hitl ]; then $(BIN)/hitl containers down; fi
+
+# The images (runtime, trainer, local) with docker, or podman when no Docker daemon answers; prints
+# the engine, the build time and each image's size (deploy/README.md).
+image: venv apt model
+	$(BIN)/python -m hitl.stack.engine
+
+# docker-compose.yml under podman-compose (.venv-tools) or docker compose, with the local images
+# (Redis and Prometheus from Debian's packages); compose-check runs the 30-image check against it.
+compose-up: venv apt tools model
+	$(BIN)/python -m hitl.stack.compose up
+
+compose-down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m hitl.stack.compose down; fi
+
+compose-check: venv apt tools model
+	$(BIN)/python -m tests.containers.compose_check
 
 lint: venv audit
 	$(BIN)/ruff check shared services tests bench

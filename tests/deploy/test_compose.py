@@ -1,4 +1,4 @@
-"""docker-compose.yml, checked by structure: no Docker engine runs here to `docker compose config` it."""
+"""docker-compose.yml, checked by structure (tests/containers/compose_check.py runs it under podman-compose)."""
 
 from __future__ import annotations
 
@@ -25,11 +25,17 @@ def test_services_of_the_local_stack_plus_prometheus_and_grafana() -> None:
 def test_pipeline_services_share_one_hardened_image() -> None:
     services = compose()["services"]
     images = set()
+    targets = {"trainer": "trainer", "moto": "local"}
     for name in (*PIPELINE, "bootstrap", "moto"):
         service = services[name]
-        images.add(service["image"])
+        target = targets.get(name, "runtime")
+        assert service["build"]["target"] == target, name
+        assert service["image"].split(":")[0] == {"runtime": "hitl-pipeline"}.get(target, f"hitl-pipeline-{target}")
+        if target == "runtime":
+            images.add(service["image"])
         assert service["build"]["dockerfile"] == "Dockerfile"
         assert service["build"]["context"] == "."
+        assert service["ulimits"] == {"nofile": 4096, "nproc": 4096}, name
         assert service["read_only"] is True, name
         assert any(str(t).startswith("/tmp") for t in service["tmpfs"]), name
         assert service["user"].split(":")[0] not in ("0", "root"), name
@@ -61,6 +67,20 @@ def test_dependencies_and_mounts_resolve() -> None:
                 assert (ROOT / source).exists(), (name, source)
     assert services["prometheus"]["image"].split(":")[1] != "latest"
     assert services["grafana"]["image"].split(":")[1] != "latest"
+    for name in ("redis", "prometheus"):  # built locally from Debian's packages
+        build = services[name]["build"]
+        assert (ROOT / build["context"] / build["dockerfile"]).exists(), name
+    assert services["grafana"]["profiles"] == ["grafana"], "image-only: started where it can be pulled"
+    for name, secret in compose()["secrets"].items():
+        assert secret["file"].startswith("./.run/"), (name, "generated, never committed")
+
+
+def test_redis_appends_every_write_and_fsyncs_every_second() -> None:
+    redis = compose()["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] == "everysec"
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
 
 
 def test_prometheus_scrapes_every_compose_service() -> None:

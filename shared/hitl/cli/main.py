@@ -22,6 +22,7 @@ from hitl.cli.audit import audit_app
 from hitl.cli.dataset import dataset_app
 from hitl.cli.dlq import dlq_app
 from hitl.cli.aws import aws_app
+from hitl.cli.containers import containers_app
 from hitl.cli.models import models_app
 from hitl.cli.repair import repair as repair_command
 from hitl.cli.review import review_app
@@ -52,6 +53,7 @@ app.add_typer(dataset_app, name="dataset")
 app.command("train")(train)
 review_app.add_typer(flows_app, name="flows")
 app.add_typer(aws_app, name="aws")
+app.add_typer(containers_app, name="containers")
 
 
 @app.callback()

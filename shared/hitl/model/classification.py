@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from hitl.model.backbone import Backbone
 
@@ -58,6 +57,9 @@ def train_classification(
         x = np.concatenate([x, embed(backbone, [np.ascontiguousarray(im[:, ::-1]) for im in images], cfg.sizes)])
         y = np.concatenate([y, y])
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-3
+    # Training only (the `train` extra): serving images carry no scikit-learn.
+    from sklearn.linear_model import LogisticRegression
+
     clf = LogisticRegression(C=cfg.c, max_iter=cfg.max_iter)
     clf.fit((x - mean) / std, y)
     coef = np.zeros((len(labels), x.shape[1]))

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from hitl.model import grid
 from hitl.model.backbone import Backbone, FeatureMaps
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
 
 BACKGROUND = -1
 MAX_SCALES = 16
@@ -222,6 +225,9 @@ def _fit(
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], list[LogisticRegression | None]]:
     """One-vs-rest logistic regressions on standardised descriptors, folded back to raw weights
     (split per backbone map, cell-major). ``previous`` models warm-start the solver."""
+    # Training only (the `train` extra): serving images carry no scikit-learn.
+    from sklearn.linear_model import LogisticRegression
+
     z = (x - norm.mean) / norm.std
     weights = np.zeros((n_labels, x.shape[1]), np.float64)
     bias = np.zeros(n_labels, np.float64)
