@@ -9,13 +9,19 @@ STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 APT_LISTS := $(wildcard deploy/apt-packages/*.txt)
 
-.PHONY: demo test bench up down lint venv apt tools model model-backbone clean lock
+.PHONY: demo test mutation bench up down lint venv apt tools model model-backbone clean lock
 
 demo: venv apt model
 	$(BIN)/python -m hitl.demo
 
+# Line coverage of shared/ and services/ across the test process and every Python process it starts
+# (settings in pyproject.toml), reported after the tests; the tests' exit status is kept.
 test: venv apt tools model
-	$(BIN)/pytest -q
+	rm -f .coverage .coverage.*
+	COVERAGE_FILE=$(CURDIR)/.coverage $(BIN)/coverage run -m pytest -q; status=$$?; \
+	  COVERAGE_FILE=$(CURDIR)/.coverage $(BIN)/coverage combine -q; \
+	  COVERAGE_FILE=$(CURDIR)/.coverage $(BIN)/coverage report --skip-covered; \
+	  exit $$status
 
 bench: venv apt model
 	$(BIN)/python bench/bench_pipeline.py
