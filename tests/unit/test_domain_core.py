@@ -211,12 +211,13 @@ def test_z95_and_wilson_against_the_formula() -> None:
             pytest.approx(max(0.0, centre - half), abs=1e-12),
             pytest.approx(min(1.0, centre + half), abs=1e-12),
         )
-    assert wilson(1, 3) == (pytest.approx(0.0614939, abs=1e-6), pytest.approx(0.7923403, abs=1e-6))
+    assert wilson(1, 3) == (pytest.approx(0.0614919, abs=1e-6), pytest.approx(0.7923403, abs=1e-6))
     assert wilson(0, 5)[0] == 0.0
     assert wilson(5, 5)[1] == pytest.approx(1.0)
     assert wilson(0, 0) == (0.0, 1.0)
     assert wilson(0, -2) == (0.0, 1.0)
-    assert wilson(1, 2, z=1.0) == (pytest.approx(1 / 6), pytest.approx(5 / 6))
+    half = math.sqrt(0.1875) / 1.5  # p = 0.5, n = 2, z = 1: centre 0.5
+    assert wilson(1, 2, z=1.0) == (pytest.approx(0.5 - half), pytest.approx(0.5 + half))
 
 
 def test_proportion_and_its_dict() -> None:
@@ -264,12 +265,13 @@ def test_a_box_needs_a_strict_majority_of_reviewers() -> None:
 
 
 def test_merged_boxes_are_the_median_rounded_only_for_integers() -> None:
-    ints = [[box("a", 0, 0, 10, 10)], [box("a", 1, 2, 11, 12)]]
+    ints = [[box("a", 0, 0, 10, 10)], [box("a", 1, 0, 10, 11)]]  # IoU 0.75: one cluster
     merged, agreement = consolidate_boxes(ints)
-    assert merged == [{"label": "a", "left": 0, "top": 1, "width": 10, "height": 11}]  # round(0.5)=0, round(1.0)=1
-    assert agreement == 0.0
-    mixed = [[box("a", 0, 0, 10, 10)], [box("a", 1.5, 2, 11, 12)]]
-    assert consolidate_boxes(mixed)[0] == [{"label": "a", "left": 0.75, "top": 1, "width": 10.5, "height": 11}]
+    assert merged == [{"label": "a", "left": 0, "top": 0, "width": 10, "height": 10}]  # round(0.5), round(10.5)
+    assert all(isinstance(merged[0][k], int) for k in ("left", "top", "width", "height"))
+    assert agreement == 1.0  # both reviewers' boxes are in the one kept cluster
+    mixed = [[box("a", 0, 0, 10, 10)], [box("a", 1.5, 0, 10, 11)]]
+    assert consolidate_boxes(mixed)[0] == [{"label": "a", "left": 0.75, "top": 0, "width": 10, "height": 10}]
     odd = [[box("a", 0, 0)], [box("a", 2, 0)], [box("a", 1, 0)]]
     assert consolidate_boxes(odd)[0] == [box("a", 1, 0)]
 
