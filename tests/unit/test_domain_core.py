@@ -532,3 +532,60 @@ def test_reference_conversion_class_maps_and_refusals() -> None:
         with pytest.raises(AnswerError) as caught:
             convert_a2i_to_augmented_manifest(output_json(**content))
         assert caught.value.reason == "not_boxes"
+
+
+# --- boundaries found by the mutation check --------------------------------------------------------------
+def test_single_trials_and_tiny_boxes() -> None:
+    assert wilson(1, 1) != (0.0, 1.0)
+    assert wilson(1, 1)[0] == pytest.approx(0.2065493, abs=1e-6)
+    assert proportion(1, 1).value == 1.0
+    assert iou((0, 0, 10, 10), (9.5, 0, 10, 10)) == pytest.approx(5 / 195)  # overlap narrower than a pixel
+    assert iou((0, 0, 10, 10), (0, 9.5, 10, 10)) == pytest.approx(5 / 195)
+    assert iou((0, 0, 0.5, 0.5), (0, 0, 0.5, 0.5)) == 1.0  # a union smaller than one
+
+
+def test_a_box_skips_clusters_of_other_labels_to_reach_its_own() -> None:
+    workers = [[box("b", 50, 50), box("a", 0, 0)], [box("a", 0, 0)]]
+    assert consolidate_boxes(workers) == ([box("a", 0, 0)], 0.5)  # the second reviewer drew exactly that
+
+
+def test_consolidated_boxes_without_any_image_size() -> None:
+    merged = consolidate([answer(kind="boxes", boxes=[box("a", 0, 0)]), answer(kind="boxes", boxes=[box("a", 0, 0)])])
+    assert (merged.image_size, merged.boxes, merged.agreement) == (None, [box("a", 0, 0)], 1.0)
+
+
+def test_verification_and_unknown_keep_kind_workers_and_time() -> None:
+    answers = [
+        answer(kind="verification", verified={"face": True}, submission_time="t1"),
+        answer(kind="verification", verified={"face": True, "hat": False}, submission_time="t3"),
+        answer(kind="verification", verified={"face": False, "hat": False}, submission_time="t2"),
+    ]
+    merged = consolidate(answers)
+    assert merged == Consolidated("verification", 3, pytest.approx(2 / 3), verified={"face": True, "hat": False},
+                                  submission_time="t3")  # the first, without "hat", agrees: no verdict is False
+    unknown = consolidate([answer(kind="unknown", submission_time="t9")])
+    assert unknown == Consolidated("unknown", 1, 1.0, submission_time="t9")
+
+
+def test_error_details_name_what_is_missing() -> None:
+    with pytest.raises(ValueError, match="^no answers to consolidate$"):
+        consolidate([])
+    checks = [
+        (lambda: parse_answer({}), "^no_answer_content: humanAnswers\\[\\]\\.answerContent is missing$"),
+        (lambda: human_answers({}), "^no_answers: output.json has no humanAnswers$"),
+        (lambda: task_object({}), "^no_task_object: inputContent.taskObject is not an s3:// URI$"),
+        (lambda: parse_answer({"answerContent": {"annotatedResult": {"boundingBoxes": [{}]}}}),
+         "^bad_box: a box needs a label and numeric left, top, width, height$"),
+        (lambda: convert_a2i_to_augmented_manifest(output_json(pick={"label": "a"})),
+         "^not_boxes: the first answer is not a bounding-box answer with image properties$"),
+    ]
+    for call, message in checks:
+        with pytest.raises(AnswerError, match=message):
+            call()
+
+
+def test_every_answer_kind_keeps_its_reviewer_and_time() -> None:
+    common = {"workerId": "w7", "submissionTime": "2024-05-05T00:00:00Z"}
+    for content in ({"pick": {"label": "cat"}}, {"labelVerification": {"labels": []}}, {"note": "x"}):
+        parsed = parse_answer({"answerContent": content, **common})
+        assert (parsed.worker_id, parsed.submission_time) == ("w7", "2024-05-05T00:00:00Z"), content
