@@ -26,6 +26,11 @@ pytestmark = pytest.mark.integration
 MANIFEST = '{"source-ref": "s3://hitl-test/a.png"}\n'
 
 
+def last_line(output: str) -> str:
+    """The command's own answer: its last line (the registry's structured log lines come first)."""
+    return output.strip().splitlines()[-1]
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
@@ -82,7 +87,7 @@ def test_models_list_promote_and_rollback(runner: CliRunner, cli_settings: Setti
     assert "parent v0001" in lines[1]
 
     promoted = runner.invoke(app, ["models", "promote", "v0002", "--reason", "better on the test split"])
-    assert (promoted.exit_code, promoted.stdout.strip()) == (0, "serving v0002")
+    assert (promoted.exit_code, last_line(promoted.stdout)) == (0, "serving v0002")
     assert registry.serving_version() == "v0002"
     assert registry.describe("v0001").status == "retired"
     assert registry.describe("v0002").history[-1]["reason"] == "better on the test split"
@@ -94,7 +99,7 @@ def test_models_list_promote_and_rollback(runner: CliRunner, cli_settings: Setti
     assert registry.serving_version() == "v0002", "a refused promotion changes nothing"
 
     back = runner.invoke(app, ["models", "rollback", "--reason", "F1 dropped"])
-    assert (back.exit_code, back.stdout.strip()) == (0, "serving v0001")
+    assert (back.exit_code, last_line(back.stdout)) == (0, "serving v0001")
     assert registry.serving_version() == "v0001"
     assert registry.describe("v0002").status == "rejected"
 
