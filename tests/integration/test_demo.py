@@ -42,9 +42,8 @@ def test_a_short_demo_promotes_and_reports_what_happened(tmp_path: Path, redis_u
         [sys.executable, "-m", "hitl.demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1100,
         check=False,
     )
-    logs = "\n".join(
-        f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in (tmp_path / ".run" / "demo" / "logs").glob("*.log")
-    )
+    log_files = (tmp_path / ".run" / "demo" / "logs").glob("*.log")
+    logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in log_files)
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}\n{logs}"
     assert "Traceback" not in done.stderr
     report = json.loads((tmp_path / ".run" / "demo-report.json").read_text())

@@ -54,7 +54,8 @@ def run_requeue_stale(settings: Settings) -> int:
     """The beat task's body in a process of its own, so its Celery app's broker is this test's Redis."""
     code = "from services.detector.tasks import requeue_stale; print(requeue_stale())"
     env = {**os.environ, "HITL_REDIS_URL": settings.redis_url, "HITL_KEY_PREFIX": settings.key_prefix}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False)
+    command = [sys.executable, "-c", code]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return int(done.stdout.strip().splitlines()[-1])
 

@@ -16,7 +16,6 @@ from botocore.exceptions import ClientError
 
 from hitl.review.store import LoopStore
 from hitl.settings import Settings
-
 from tests.review.conftest import (
     BUCKET,
     REGION,

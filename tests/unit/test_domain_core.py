@@ -201,7 +201,7 @@ def test_label_matching() -> None:
 
 # --- audit statistics -------------------------------------------------------------------------------------
 def test_z95_and_wilson_against_the_formula() -> None:
-    assert audit_stats.Z95 == pytest.approx(1.959963984540054, abs=1e-15)
+    assert pytest.approx(1.959963984540054, abs=1e-15) == audit_stats.Z95
     z = audit_stats.Z95
     for successes, trials in ((8, 10), (1, 3), (0, 5), (5, 5), (37, 50)):
         p = successes / trials
@@ -301,6 +301,7 @@ def test_clustering_threshold_is_inclusive() -> None:
     # IoU of (0,0,10,10) and (0,0,10,5) is exactly 0.5: the same cluster.
     merged, agreement = consolidate_boxes([[box("a", 0, 0, 10, 10)], [box("a", 0, 0, 10, 5)]])
     assert len(merged) == 1
+    assert agreement == 1.0
     separate, _ = consolidate_boxes([[box("a", 0, 0, 10, 10)], [box("a", 0, 0, 10, 5)]], threshold=0.51)
     assert separate == []
 
@@ -568,7 +569,7 @@ def test_verification_and_unknown_keep_kind_workers_and_time() -> None:
 
 
 def test_error_details_name_what_is_missing() -> None:
-    with pytest.raises(ValueError, match="^no answers to consolidate$"):
+    with pytest.raises(ValueError, match=r"^no answers to consolidate$"):
         consolidate([])
     checks = [
         (lambda: parse_answer({}), "^no_answer_content: humanAnswers\\[\\]\\.answerContent is missing$"),
