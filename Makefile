@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 APT_LISTS := $(wildcard deploy/apt-packages/*.txt)
 
-.PHONY: demo test bench up down lint venv apt tools model model-backbone clean lock python-version chaos image compose-up compose-down compose-check
+.PHONY: demo test mutation bench up down lint venv apt tools model model-backbone clean lock python-version chaos image compose-up compose-down compose-check
 
 # The project needs Python 3.11 (pyproject's requires-python); a different interpreter stops here.
 python-version:
@@ -18,8 +18,19 @@ python-version:
 demo: venv apt model
 	$(BIN)/python -m hitl.demo
 
+# Line coverage of shared/ and services/ across the test process and every Python process it starts
+# (settings in pyproject.toml), reported after the tests; the tests' exit status is kept.
 test: venv apt tools model
-	$(BIN)/pytest -q
+	rm -f .coverage .coverage.*
+	COVERAGE_FILE=$(CURDIR)/.coverage $(BIN)/coverage run -m pytest -q; status=$$?; \
+	  COVERAGE_FILE=$(CURDIR)/.coverage $(BIN)/coverage combine -q; \
+	  COVERAGE_FILE=$(CURDIR)/.coverage $(BIN)/coverage report --skip-covered; \
+	  exit $$status
+
+# Mutation check of the core domain modules (routing, conversion, consolidation, matching, audit
+# statistics) against their unit tests: at least 80 % of mutants killed. Not part of `make test`.
+mutation: venv
+	$(BIN)/python tests/mutation/run_mutation.py --minimum 80
 
 bench: venv apt model
 	$(BIN)/python bench/bench_pipeline.py

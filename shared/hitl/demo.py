@@ -30,7 +30,9 @@ REDIS_URL = os.environ.get("HITL_DEMO_REDIS_URL", "redis://127.0.0.1:6379/11")
 STREAM_IMAGES = int(os.environ.get("HITL_DEMO_IMAGES", "400"))
 STREAM_SECONDS = float(os.environ.get("HITL_DEMO_STREAM_SECONDS", "230"))
 SEED_IMAGES = 10
-TEST_IMAGES = 200
+TEST_IMAGES = int(os.environ.get("HITL_DEMO_TEST_IMAGES", "200"))
+# The stack's metrics ports are this one and the next few (a shorter run elsewhere picks free ones).
+METRICS_BASE_PORT = os.environ.get("HITL_DEMO_METRICS_BASE_PORT", "29401")
 # Demo parameters (SSM). The model's confidences crowd near 100 (median ≈ 99.6 in this demo), so the
 # review threshold sits at 99.8: more than half the images go to reviewers and labels accumulate
 # quickly. An audit sample every 6th image.
@@ -72,7 +74,7 @@ def stack_env() -> dict[str, str]:
         "HITL_LOG_LEVEL": "INFO",
         "HITL_STACK_MOTO_PORT": str(procs.free_port()),
         "HITL_REVIEW_PORT": str(procs.free_port()),
-        "HITL_STACK_METRICS_BASE_PORT": "29401",
+        "HITL_STACK_METRICS_BASE_PORT": METRICS_BASE_PORT,
     }
 
 

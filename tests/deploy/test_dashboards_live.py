@@ -288,6 +288,49 @@ def send_event_messages(stack: Stack, completed_loop: str) -> None:
     sqs.send_message(QueueUrl=url, MessageBody="{not json")
 
 
+def check_values_against_state(stack: Stack, prometheus: Prometheus, started: dict[str, str]) -> None:
+    """What Prometheus scraped equals what this test did and what the parts hold: a panel showing
+    data is not enough, its figures must be the true ones."""
+    settings = Settings(key_prefix=KEY_PREFIX)
+    redis = redis_lib.Redis.from_url(stack.env["HITL_REDIS_URL"])
+    sqs = stack.client("sqs")
+
+    def equals(promql: str, expected: float, timeout: float = 30) -> None:
+        got: list[float] = []
+
+        def matches() -> bool:
+            got.append(scalar(prometheus, promql))
+            return got[-1] == expected
+
+        with contextlib.suppress(AssertionError):
+            wait_until(matches, timeout, promql, interval=1.0)
+        assert got[-1] == expected, f"{promql} = {got[-1]}, expected {expected}"
+
+    # Counters of the traffic this test sent.
+    equals("sum(hitl_detections_total)", STREAM_SCENES)  # the duplicate and the bad inputs are not detected
+    equals("sum(hitl_images_duplicate_total)", 1)
+    equals("sum(hitl_images_rejected_total)", 3)  # empty, not an image, truncated
+    equals("sum(hitl_loops_started_total)", len(started))
+    equals("sum(hitl_events_ingested_total)", len(started))  # each loop's one terminal event, applied once
+    equals("sum(hitl_events_malformed_total)", 1)
+    equals('sum(hitl_events_ingested_total{status="Stopped"})', 1)
+    equals('sum(hitl_events_ingested_total{status="Completed"})', len(started) - 1)
+    equals('sum(hitl_training_runs_total{outcome!="skipped"})', 2)  # the two forced runs, whatever their outcome
+    # The monitor's gauges against the queues themselves.
+    dlq_detect = redis.llen(settings.key("dlq", "detect"))
+    assert dlq_detect == 1, "the task dead-lettered on arrival"
+    equals('hitl_dead_letter_depth{queue="detect",kind="redis"}', dlq_detect)
+    events_dlq = sqs.get_queue_url(QueueName=f"{settings.events_queue}{settings.dlq_suffix}")["QueueUrl"]
+    depth = int(
+        sqs.get_queue_attributes(QueueUrl=events_dlq, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
+            "ApproximateNumberOfMessages"
+        ]
+    )
+    assert depth == 1, "the message that is not JSON, dead-lettered at its first receive"
+    equals(f'hitl_dead_letter_depth{{queue="{settings.events_queue}",kind="sqs"}}', depth)
+    equals('hitl_queue_depth{queue="detect",kind="redis"}', redis.llen("detect"))
+
+
 def test_every_panel_query_returns_data(stack: Stack, tmp_path: Path) -> None:
     queries = panel_queries()
     assert queries, "no dashboard queries found"
@@ -336,6 +379,7 @@ def test_every_panel_query_returns_data(stack: Stack, tmp_path: Path) -> None:
         with contextlib.suppress(AssertionError):  # reported below, query by query
             wait_until(lambda: not watch.remaining(), 45, "every panel query to return data", interval=1.0)
         missing = watch.remaining()
+        check_values_against_state(stack, prometheus, started)
     assert not missing, "panel queries that never returned data:\n" + "\n".join(
         f"  {q}" + (f"  [{watch.errors[q.promql]}]" if q.promql in watch.errors else "") for q in missing
     )

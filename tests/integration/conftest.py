@@ -38,12 +38,20 @@ class LocalStack:
     run_dir: Path
     env: dict[str, str]
 
-    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, expect: int = 0, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``hitl ARGS``; with ``check`` its exit code must be exactly ``expect`` (0 unless a test
+        expects a refusal), so a crash (a traceback also exits 1) never passes as success."""
         result = subprocess.run(
             [HITL, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
         )
-        if check and result.returncode not in (0, 1):
-            raise AssertionError(f"hitl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        if check and result.returncode != expect:
+            raise AssertionError(
+                f"hitl {' '.join(args)} exited {result.returncode}, expected {expect}: {result.stderr[-3000:]}"
+            )
+        if check and expect != 0 and "Traceback (most recent call last)" in result.stderr:
+            raise AssertionError(f"hitl {' '.join(args)} crashed: {result.stderr[-3000:]}")
         return result
 
     def cli_json(self, *args: str) -> Any:
@@ -96,7 +104,9 @@ def running_stack(run_dir: Path, redis_url: str, db: int, settings: dict[str, st
         **{k: v for k, v in os.environ.items() if not k.startswith(("HITL_", "AWS_"))},
         "HITL_RUN_DIR": str(run_dir),
         "HITL_REDIS_URL": stack_redis,
-        "HITL_PARAMS_CACHE_SECONDS": "1",
+        # Workers read the parameters at every use: a test's `hitl params set` applies to the very next
+        # task, so no test waits out a cache.
+        "HITL_PARAMS_CACHE_SECONDS": "0",
         "HITL_STACK_MOTO_PORT": str(procs.free_port()),
         "HITL_REVIEW_PORT": str(procs.free_port()),
         "HITL_STACK_METRICS_BASE_PORT": str(_free_port_range(10)),

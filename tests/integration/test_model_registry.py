@@ -16,6 +16,8 @@ from hitl.model.training import evaluate_artifact, train
 from hitl.scenes import face_nonface_set, generate_scene, generate_scenes, upload_set
 from hitl.settings import Settings, get_settings
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def artifact() -> ModelArtifact:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
-import time
 
+import pytest
 import redis as redis_lib
 
 from hitl.settings import Settings
 from hitl.training.lock import LockHeld, TrainingLock
+from tests.integration.conftest import wait_until
+
+pytestmark = pytest.mark.integration
 
 
 def make(redis_url: str, ttl: int = 30) -> TrainingLock:
@@ -45,7 +48,8 @@ def test_fencing_refuses_a_holder_whose_lock_expired(redis_url: str) -> None:
     first.redis.delete("locktest:training:lock")
     token1 = first.acquire()
     assert first.is_current()
-    time.sleep(1.2)  # the first run stalls past its lock's expiry
+    # The first run stalls past its lock's expiry: Redis drops the key.
+    wait_until(lambda: first.holder() is None, 10, "the first lock to expire", interval=0.05)
     second = make(redis_url, ttl=30)
     token2 = second.acquire()
     assert token2 > token1

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hitl.stack import procs
-from tests.integration.conftest import LocalStack
+from tests.integration.conftest import LocalStack, wait_until
 from tests.integration.images import valid_image, write
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,9 @@ def test_a_task_that_keeps_killing_its_worker_is_dead_lettered(local_stack: Loca
         assert entry["kwargs"]["marker"] == "poison"
         assert entry["deliveries"] == 3
         assert stack.redis.lrange(stack.key("test", "done"), 0, -1) == ["healthy"]
-        time.sleep(1)
+        # A task sent after the poison one is done only once the worker has moved past it.
+        publisher.send_task("hitl.test.crash_or_record", kwargs={"marker": "after", "crash": False}, queue="poison")
+        wait_until(lambda: "after" in stack.redis.lrange(stack.key("test", "done"), 0, -1), 60, "the task sent after")
         assert stack.redis.llen(dlq) == 1, "dead-lettered once, not again"
         assert stack.redis.llen("poison") == 0
     finally:

@@ -44,8 +44,8 @@ def test_annotate_sends_every_image_to_review_and_labels_join_the_dataset(
         s3.put_object(Bucket=stack.bucket, Key=f"unlabelled/a{i}.png", Body=valid_image(90_000 + i))
     before = set(dataset_keys(stack))
 
-    outside = stack.cli("annotate", "s3://another-bucket/unlabelled/", check=False)
-    assert outside.returncode == 2
+    outside = stack.cli("annotate", "s3://another-bucket/unlabelled/", expect=2)
+    assert "is not under the configured bucket" in outside.stderr
     results = stack.cli_json("annotate", f"s3://{stack.bucket}/unlabelled/")
     assert [r["outcome"] for r in results] == ["queued"] * 4
     ids = [r["image_id"] for r in results]

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import boto3
 import pytest
 from celery import Celery
 from kombu.entity import Queue
+from prometheus_client.parser import text_string_to_metric_families
 
 from hitl.domain.records import DetectionRecord
 from hitl.loops.names import loop_name_for
@@ -91,6 +93,18 @@ def queue_drained(stack: LocalStack) -> bool:
     return bool(attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0")
 
 
+def duplicate_events(stack: LocalStack) -> float:
+    """``hitl_events_duplicate_total`` (all statuses) from the ingestor's own /metrics."""
+    with urllib.request.urlopen(stack.env["HITL_METRICS_INGESTOR_URL"], timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "hitl_events_duplicate_total"
+    )
+
+
 def run_reviewer(stack: LocalStack, truth: Path) -> dict[str, Any]:
     result = stack.cli("review", "--auto", "--truth", str(truth), "--until-idle", "3", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -136,7 +150,7 @@ def pipeline(loops_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) 
     stack = loops_stack
     stack.cli("params", "set", "Human-Sampling-Interval", str(SAMPLING_INTERVAL))
     stack.cli("params", "set", "Minimum-Label-Detection-Confidence", str(MIN_CONFIDENCE))
-    time.sleep(1.5)
+    # The stack's workers read parameters uncached (HITL_PARAMS_CACHE_SECONDS=0): no wait needed.
     folder = tmp_path_factory.mktemp("loops-images")
     write(folder, {f"l{i:03d}.png": valid_image(SEED_BASE + i) for i in range(N_IMAGES)})
     submitted = stack.cli_json("submit", str(folder))
@@ -268,10 +282,15 @@ def test_replayed_duplicated_and_reordered_events_change_nothing(pipeline: dict[
             )
     entries.reverse()  # replayed out of order: the stray Stopped before the duplicate Completed
     events = stack.client("events")
+    duplicates_before = duplicate_events(stack)
     for start in range(0, len(entries), 10):
         assert events.put_events(Entries=entries[start : start + 10])["FailedEntryCount"] == 0
-    time.sleep(1.0)
-    wait_until(lambda: queue_drained(stack), 60, "the replayed events to be consumed")
+    # Every replayed event reaches the ingestor and is recognised as already applied.
+    wait_until(
+        lambda: duplicate_events(stack) >= duplicates_before + len(entries), 60, "the replayed events to be consumed"
+    )
+    wait_until(lambda: queue_drained(stack), 60, "the events queue to drain")
+    assert duplicate_events(stack) == duplicates_before + len(entries)
     assert sorted(dataset_keys(stack)) == before_keys
     assert stack.redis.scard(stack.key("dataset", "human-labels", "untrained")) == before_untrained
     assert stack.redis.hgetall(stack.key("audit", "fixed", "counts")) == before_audit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -10,8 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import redis
 from botocore.exceptions import ClientError
 
+from hitl.review.store import LoopStore
+from hitl.settings import Settings
 from tests.review.conftest import (
     BUCKET,
     REGION,
@@ -25,12 +29,26 @@ from tests.review.conftest import (
 
 pytestmark = pytest.mark.integration
 BOXES = flow_arn("conf-boxes")
+# How long a stopped loop stays "Stopping": wide enough that the Describe right after the Stop sees it
+# on a loaded machine; HITL_TEST_STOP_DELAY_SECONDS changes it.
+STOP_DELAY_SECONDS = float(os.environ.get("HITL_TEST_STOP_DELAY_SECONDS", "5"))
 
 
 @pytest.fixture(scope="module")
 def service(start_review: Any) -> ReviewProcess:
-    process: ReviewProcess = start_review("conformance", HITL_REVIEW_STOP_DELAY_SECONDS="1.0")
+    process: ReviewProcess = start_review("conformance", HITL_REVIEW_STOP_DELAY_SECONDS=str(STOP_DELAY_SECONDS))
     return process
+
+
+@pytest.fixture(scope="module")
+def loops(service: ReviewProcess) -> LoopStore:
+    """The service's own loop records in Redis, to check what a response does not show."""
+    url = service.env["HITL_REDIS_URL"]
+    return LoopStore(redis.Redis.from_url(url), Settings(redis_url=url, key_prefix=service.env["HITL_KEY_PREFIX"]).key)
+
+
+def loop_arn(name: str) -> str:
+    return f"arn:aws:sagemaker:{REGION}:000000000000:human-loop/{name}"
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +98,18 @@ def test_start_then_describe(a2i: Any) -> None:
     assert "FailureCode" not in found
 
 
-def test_start_with_content_classifiers(a2i: Any) -> None:
+def test_start_with_content_classifiers(a2i: Any, loops: LoopStore) -> None:
     name = unique("classified")
-    attributes = {"ContentClassifiers": ["FreeOfPersonallyIdentifiableInformation", "FreeOfAdultContent"]}
-    assert start(a2i, name, DataAttributes=attributes)["HumanLoopArn"].endswith(name)
+    classifiers = ["FreeOfPersonallyIdentifiableInformation", "FreeOfAdultContent"]
+    assert start(a2i, name, DataAttributes={"ContentClassifiers": classifiers})["HumanLoopArn"] == loop_arn(name)
+    stored = loops.get(name)
+    assert stored is not None
+    assert stored.data_attributes == classifiers
+    plain = unique("unclassified")
+    start(a2i, plain)
+    stored_plain = loops.get(plain)
+    assert stored_plain is not None
+    assert stored_plain.data_attributes == []
 
 
 def test_same_name_same_input_is_idempotent(a2i: Any) -> None:
@@ -152,7 +178,9 @@ def test_input_content_size_limit(a2i: Any, raw: Any) -> None:
     head = json.dumps({"taskObject": f"s3://{BUCKET}/a.png", "pad": ""})
     at_limit = head[:-2] + "x" * (limit - len(head)) + '"}'
     assert len(at_limit) == limit
-    assert start(a2i, unique("big"), content=at_limit)["HumanLoopArn"]
+    big = unique("big")
+    assert start(a2i, big, content=at_limit)["HumanLoopArn"] == loop_arn(big)
+    assert a2i.describe_human_loop(HumanLoopName=big)["HumanLoopStatus"] == "InProgress"
     over = head[:-2] + "x" * (limit - len(head) + 1) + '"}'
     assert error_of(lambda: start(raw, unique("toobig"), content=over)) == ("ValidationException", 400)
 
@@ -183,7 +211,9 @@ def test_quota_of_open_loops(a2i: Any) -> None:
     start(a2i, first, flow=quota)
     assert error_of(lambda: start(a2i, unique("quota"), flow=quota)) == ("ServiceQuotaExceededException", 402)
     a2i.stop_human_loop(HumanLoopName=first)  # a stopped loop no longer counts
-    assert start(a2i, unique("quota"), flow=quota)["HumanLoopArn"]
+    after_stop = unique("quota")
+    assert start(a2i, after_stop, flow=quota)["HumanLoopArn"] == loop_arn(after_stop)
+    assert a2i.describe_human_loop(HumanLoopName=after_stop)["HumanLoopStatus"] == "InProgress"
 
 
 # --- ListHumanLoops ----------------------------------------------------------------------------
@@ -306,7 +336,8 @@ def test_list_validation(a2i: Any, raw: Any, listed: list[dict[str, Any]]) -> No
         "ResourceNotFoundException",
         404,
     )
-    assert a2i.list_human_loops(FlowDefinitionArn=fd, MaxResults=100)["HumanLoopSummaries"]
+    everything = a2i.list_human_loops(FlowDefinitionArn=fd, MaxResults=100, SortOrder="Ascending")
+    assert [s["HumanLoopName"] for s in everything["HumanLoopSummaries"]] == [x["HumanLoopName"] for x in listed]
 
 
 # --- StopHumanLoop / DeleteHumanLoop -----------------------------------------------------------
@@ -320,7 +351,7 @@ def test_stop_then_delete_lifecycle(a2i: Any, inbox: Any) -> None:
     assert a2i.describe_human_loop(HumanLoopName=name)["HumanLoopStatus"] == "Stopping"
     assert error_of(lambda: a2i.delete_human_loop(HumanLoopName=name)) == ("ValidationException", 400)
     a2i.stop_human_loop(HumanLoopName=name)  # repeating a stop is harmless
-    stopped = wait_status(a2i, name, "Stopped")
+    stopped = wait_status(a2i, name, "Stopped", timeout=STOP_DELAY_SECONDS + 15)
     assert "HumanLoopOutput" not in stopped
     event = inbox.wait(name, "Stopped")
     assert event["detail"]["humanLoopArn"].endswith(f":human-loop/{name}")
@@ -354,7 +385,7 @@ def test_expired_loop_fails_with_expired_code(a2i: Any, inbox: Any) -> None:
     assert next(s for s in summary if s["HumanLoopName"] == name)["FailureReason"] == failed["FailureReason"]
     event = inbox.wait(name, "Failed")
     assert event["detail"]["failureCode"] == "Expired"
-    assert a2i.delete_human_loop(HumanLoopName=name)
+    assert a2i.delete_human_loop(HumanLoopName=name)["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert error_of(lambda: a2i.describe_human_loop(HumanLoopName=name)) == ("ResourceNotFoundException", 404)
 
 

@@ -6,6 +6,7 @@ after a rejection, two checks at once (one trains), rollback, and promotion whil
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -20,7 +21,7 @@ from hitl.model.registry import ModelRegistry
 from hitl.params import ParameterStore
 from hitl.scenes import generate_scenes, upload_set
 from hitl.settings import Settings
-from hitl.training.trainer import Trainer
+from hitl.training.trainer import RunOutcome, Trainer
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +48,31 @@ def env(settings: Settings) -> Settings:
     return local
 
 
+# Scene numbers never used twice in this module, whichever tests run and in whatever order.
+_next_scene = itertools.count()
+
+
+def new_labels(settings: Settings, count: int) -> None:
+    start = next(_next_scene)
+    for _ in range(count - 1):
+        next(_next_scene)
+    add_labels(settings, start, count)
+
+
+def top_up(settings: Settings, untrained: int) -> None:
+    """Add fresh labels until exactly ``untrained`` wait for training (never fewer than there are)."""
+    missing = untrained - Trainer(settings).counts().untrained
+    assert missing >= 0, "more labels wait than this test expects"
+    if missing:
+        new_labels(settings, missing)
+
+
+@pytest.fixture(scope="module")
+def first(env: Settings) -> RunOutcome:
+    """v0001 trained on the seed set; every test that needs a serving version starts from it."""
+    return Trainer(env).check(force=True)
+
+
 def add_labels(settings: Settings, start: int, count: int) -> None:
     files = generate_scenes("train", start + count, seed=3, source_prefix=f"s3://{settings.bucket}/labelled/")
     files = files[start:]
@@ -56,8 +82,8 @@ def add_labels(settings: Settings, start: int, count: int) -> None:
         assert dataset.add(f"det-{index:032x}", line)
 
 
-def test_first_version_trains_on_the_seed_and_serves(env: Settings) -> None:
-    outcome = Trainer(env).check(force=True)
+def test_first_version_trains_on_the_seed_and_serves(env: Settings, first: RunOutcome) -> None:
+    outcome = first
     assert outcome.outcome == "promoted", outcome
     assert outcome.version == "v0001"
     assert outcome.serving_f1 is None
@@ -69,42 +95,45 @@ def test_first_version_trains_on_the_seed_and_serves(env: Settings) -> None:
     assert meta.info["train_images"] == 6
 
 
-def test_too_few_labels_skip(env: Settings) -> None:
-    add_labels(env, 0, 2)
+def test_too_few_labels_skip(env: Settings, first: RunOutcome) -> None:
+    top_up(env, 2)
     outcome = Trainer(env).check()
     assert outcome.outcome == "skipped"
     assert "2 untrained" in outcome.reason
 
 
-def test_rejected_version_is_kept_and_not_retrained_every_poll(env: Settings) -> None:
+def test_rejected_version_is_kept_and_not_retrained_every_poll(env: Settings, first: RunOutcome) -> None:
     params = ParameterStore(env)
     params.set("Minimum-F1-Score", "0.999")  # no model reaches it: the gate must reject
-    add_labels(env, 2, 3)  # 5 untrained ≥ 4
+    top_up(env, 5)  # 5 untrained ≥ 4
+    versions_before = len(ModelRegistry(env).versions())
     outcome = Trainer(env).check()
     assert outcome.outcome == "rejected", outcome
     registry = ModelRegistry(env)
     assert registry.describe(outcome.version or "").status == "rejected"
-    assert registry.serving_version() == "v0001", "a rejected version never serves"
+    assert registry.serving_version() == first.version, "a rejected version never serves"
     # The next polls see the same labels: no retraining storm.
     for _ in range(3):
         again = Trainer(env).check()
         assert again.outcome == "skipped"
         assert "rejected" in again.reason
-    assert len(registry.versions()) == 2
-    # Enough new labels since the attempt: it trains again (and, with a sane minimum, promotes
-    # only if it is at least as good as v0001 on the same test split).
+    assert len(registry.versions()) == versions_before + 1
+    # Enough new labels since the attempt: it trains again. With 9 more labelled scenes than v0001 saw,
+    # the new version scores at least v0001's F1 on the same test split, so it is promoted.
     params.set("Minimum-F1-Score", "0.3")
-    add_labels(env, 5, 4)
+    top_up(env, 9)
     third = Trainer(env).check()
-    assert third.outcome in ("promoted", "rejected")
-    assert third.serving_f1 is not None
-    if third.outcome == "rejected":
-        assert (third.f1 or 0) < third.serving_f1
-    assert Trainer(env).counts().untrained == (0 if third.outcome == "promoted" else 9)
+    assert third.outcome == "promoted", third
+    # The serving F1 the gate compared against is v0001's own F1, measured when it was trained.
+    assert third.serving_f1 == pytest.approx(registry.describe(first.version).f1)
+    assert third.f1 == pytest.approx(registry.describe(third.version or "").f1)
+    assert (third.f1 or 0) >= third.serving_f1
+    assert registry.serving_version() == third.version
+    assert Trainer(env).counts().untrained == 0
 
 
-def test_two_checks_at_once_train_once(env: Settings) -> None:
-    add_labels(env, 9, 4)
+def test_two_checks_at_once_train_once(env: Settings, first: RunOutcome) -> None:
+    new_labels(env, 4)
     before = len(ModelRegistry(env).versions())
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
@@ -124,9 +153,12 @@ def test_two_checks_at_once_train_once(env: Settings) -> None:
     assert len(ModelRegistry(env).versions()) == before + 1
 
 
-def test_promotion_and_rollback_under_load_fail_no_detection(env: Settings) -> None:
+def test_promotion_and_rollback_under_load_fail_no_detection(env: Settings, first: RunOutcome) -> None:
     registry = ModelRegistry(env)
     versions = [v for v in registry.versions() if registry.describe(v).status != "rejected"]
+    if len(versions) < 2:  # run on its own: a second servable version, a copy of the first
+        copy = registry.publish(registry.artifact(versions[0]), "")
+        versions.append(copy.version)
     assert len(versions) >= 2
     backend = LocalBackend(env)
     png, _ = generate_scenes("test", 1, seed=9, source_prefix="s3://x/")[0]

@@ -16,9 +16,23 @@ def test_defaults_are_the_reference_values() -> None:
     assert snap.sampling_epoch == "default"
 
 
-def test_every_default_parses() -> None:
-    for name, spec in SPECS.items():
-        parse(name, spec.default)
+def test_every_default_parses_to_its_kind() -> None:
+    assert len(SPECS) == 11
+    parsed = {name: parse(name, spec.default) for name, spec in SPECS.items()}
+    assert {name: type(value) for name, value in parsed.items()} == {name: spec.kind for name, spec in SPECS.items()}
+    assert parsed == {
+        "Enable-Automatic-Training": True,
+        "Automatic-Training-Poll-Frequency": 600,
+        "Minimum-Untrained-Images": 10,
+        "Minimum-F1-Score": 0.8,
+        "Minimum-Inference-Units": 1,
+        "Minimum-Label-Detection-Confidence": 70.0,
+        "Enable-A2I-Workflow": True,
+        "Enable-Automatic-Human-Sampling": True,
+        "Automatic-Human-Sampling-Frequency": 600,
+        "Human-Sampling-Interval": 1000,
+        "Label-Confidence-Overrides": {},
+    }
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,15 @@ from hitl.schedule import beat_schedule
 
 
 def test_every_entry_is_a_valid_beat_entry_on_a_known_queue() -> None:
-    for name, entry in beat_schedule().items():
+    schedule = beat_schedule()
+    assert set(schedule) == {"requeue-stale-detections", "reconcile-human-loops", "training-poll"}
+    assert {entry["task"] for entry in schedule.values()} == {
+        "hitl.detect.requeue_stale",
+        "hitl.ingest.reconcile",
+        "hitl.train.poll",
+    }
+    for name, entry in schedule.items():
         ScheduleEntry(name=name, app=app, **entry)
         assert entry["options"]["queue"] in {"detect", "dispatch", "ingest", "train"}
         assert entry["task"].startswith("hitl.")
+

@@ -36,13 +36,18 @@ def test_predictions_are_sorted_boxes_inside_the_image(box_model: ModelArtifact)
         assert p.box.left + p.box.width <= 640
         assert p.box.top + p.box.height <= 480
     # Without min_confidence only labels at or above their assumed threshold are returned.
-    assert all(p.confidence >= box_model.thresholds["face"] for p in predictor.predict(scene.image))
+    kept = predictor.predict(scene.image)
+    assert kept, "the scene's face is found at the model's own threshold"
+    assert all(p.confidence >= box_model.thresholds["face"] for p in kept)
+    assert kept == [p for p in found if p.confidence >= box_model.thresholds["face"]]
 
 
 def test_any_image_size_is_accepted(box_model: ModelArtifact) -> None:
     predictor = LocalPredictor(box_model, "v0001")
     image = np.ascontiguousarray(generate_scene("test", 1).image[:300, :200])
-    for p in predictor.predict(image, min_confidence=0.0):
+    found = predictor.predict(image, min_confidence=0.0)
+    assert found, "a cropped image still yields candidate boxes"
+    for p in found:
         assert p.box is not None
         assert p.box.left + p.box.width <= 200
         assert p.box.top + p.box.height <= 300
