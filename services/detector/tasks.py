@@ -6,7 +6,6 @@ from typing import Any
 
 from hitl import requeue as stale
 from hitl.adapters.detection import ModelNotReady, create_backend
-from hitl.adapters.redis_index import ImageIndex
 from hitl.celery_app import PipelineTask, app
 from hitl.detect import Detector, DetectRequest
 from hitl.logs import get_logger

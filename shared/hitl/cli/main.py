@@ -19,10 +19,10 @@ from rich.progress import (
 
 from hitl.cli.accounts import accounts_app
 from hitl.cli.audit import audit_app
-from hitl.cli.dataset import dataset_app
-from hitl.cli.dlq import dlq_app
 from hitl.cli.aws import aws_app
 from hitl.cli.containers import containers_app
+from hitl.cli.dataset import dataset_app
+from hitl.cli.dlq import dlq_app
 from hitl.cli.models import models_app
 from hitl.cli.repair import repair as repair_command
 from hitl.cli.review import review_app

@@ -99,7 +99,7 @@ def base_env(settings: Settings, moto_url: str) -> dict[str, str]:
         "AWS_DEFAULT_REGION": local.REGION,
         **local.LOCAL_CREDENTIALS,
         "HITL_BUCKET": settings.bucket,
-        "HITL_REDIS_URL": settings.redis_url,
+        "HITL_REDIS_URL": local.stack_redis_url(settings),
         "HITL_KEY_PREFIX": settings.key_prefix,
         "HITL_DETECT_BACKEND": settings.detect_backend,
     }
@@ -226,7 +226,7 @@ def up(
     stack = local.Stack(settings=settings, run_dir=run_dir)
     cs = ContainerStack(stack=stack, engine=engine, images=images)
     cs.folder.mkdir(parents=True, exist_ok=True)
-    local._ensure_redis(stack)
+    local._ensure_redis(stack, local.stack_redis_url(settings))
     moto_url = local._start_moto(stack)
     stack.urls["MOTO"] = moto_url
     stack.env.update({**_inherited_env(), **base_env(settings, moto_url)})

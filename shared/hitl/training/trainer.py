@@ -23,7 +23,7 @@ from hitl import aws, metrics
 from hitl.domain.manifest_validation import DatasetRejected
 from hitl.logs import get_logger
 from hitl.loops.dataset import LabelledDataset
-from hitl.model.data import read_manifest
+from hitl.model.data import read_manifest, write_manifest
 from hitl.model.registry import ModelRegistry
 from hitl.params import ParameterStore
 from hitl.settings import Settings
