@@ -332,7 +332,7 @@ def test_consolidate_boxes_of_the_majority_kind() -> None:
     merged = consolidate(answers)
     assert merged == Consolidated(
         "boxes", 3, pytest.approx(2 / 3), boxes=[box("a", 0, 0)], image_size=(64, 48),
-        submission_time="2024-01-01T00:00:05Z",
+        submission_time="2024-01-01T00:00:05Z", box_support=[pytest.approx(2 / 3)],  # 2 of 3 reviewers drew it
     )
 
 
