@@ -25,7 +25,8 @@ TRAIN_HARD_LIMIT = 3500
 )
 def check(self: Any, force: bool = False, reason: str = "poll", enqueued_at: float | None = None) -> dict[str, Any]:
     outcome = Trainer(get_settings()).check(force=force)
-    log.info("training_check", reason=reason, force=force, **outcome.as_dict())
+    # The outcome has its own ``reason`` (why it trained or not); the check's is its trigger.
+    log.info("training_check", trigger=reason, force=force, **outcome.as_dict())
     return outcome.as_dict()
 
 
