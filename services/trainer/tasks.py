@@ -27,6 +27,7 @@ OUTCOME_TTL = 7 * 24 * 3600
 )
 def check(self: Any, force: bool = False, reason: str = "poll", enqueued_at: float | None = None) -> dict[str, Any]:
     outcome = Trainer(get_settings()).check(force=force)
+    # The outcome has its own ``reason`` (why it trained or not); the check's is its trigger.
     log.info("training_check", trigger=reason, force=force, **outcome.as_dict())
     if self.request.id:
         # `hitl train --wait` reads the outcome of the run it asked for here.
