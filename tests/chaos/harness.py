@@ -293,6 +293,7 @@ class ChaosRun:
 
     def run(self) -> dict[str, Any]:
         os.chdir(ROOT)
+        self.load_at_start = [round(x, 1) for x in os.getloadavg()]
         started = time.time()
         self.timeline["started"] = started
         with private_redis(self.run_dir) as (redis_group, redis_port):
@@ -469,6 +470,9 @@ class ChaosRun:
             ],
             "worker_concurrency": 2,
             "machine_cpus": os.cpu_count(),
+            # The machine is shared: how loaded it was says how far the timings can be trusted.
+            "load_average_at_start": self.load_at_start,
+            "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
         }
 
     # --- set-up: one loop whose output cannot be read ------------------------------------------------
