@@ -135,20 +135,19 @@ def test_throttling_is_retried_with_backoff_then_starts_once(
 
 
 def test_exhausted_throttling_raises_and_registers_nothing(
-    loop_settings: Settings, throttled_review: ReviewProcess
+    loop_settings: Settings, start_review: Any  # noqa: F811
 ) -> None:
-    client = a2i_client(throttled_review.url)
+    # One call per 100 s per access key, burst 1: after one call every start is refused for a while.
+    starved = start_review("dispatch-starved", HITL_REVIEW_API_RATE_PER_SECOND="0.01")
+    client = a2i_client(starved.url)
+    client.list_human_loops(FlowDefinitionArn=FLOW)  # the one token
+    record = make_record(loop_settings, ["low_confidence"])
     tight = loop_settings.model_copy(update={"dispatch_max_attempts": 2})
-    tried: list[DetectionRecord] = []
-
-    def start_until_refused() -> None:
-        for _ in range(10):  # the bucket holds 2 tokens: within 10 quick starts it is empty
-            tried.append(make_record(loop_settings, ["low_confidence"]))
-            Dispatcher(tight, client=client).dispatch(tried[-1].image_id, tried[-1].detection_id)
-
+    throttles = counter(metrics.LOOP_THROTTLES, "ThrottlingException")
     with pytest.raises(DispatchExhausted):
-        start_until_refused()
-    assert LoopRegistry(loop_settings).get(loop_name_for(tried[-1].detection_id)) is None
+        Dispatcher(tight, client=client).dispatch(record.image_id, record.detection_id)
+    assert counter(metrics.LOOP_THROTTLES, "ThrottlingException") == throttles + 2
+    assert LoopRegistry(loop_settings).get(loop_name_for(record.detection_id)) is None
 
 
 def test_input_content_carries_the_task_object_prediction_labels_and_reason(

@@ -162,7 +162,12 @@ def pipeline(loops_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) 
             kwargs={"image_id": image_id, "detection_id": record.detection_id},
             queue="dispatch",
         )
-    wait_until(lambda: all(index(stack, i).get("loop_status") for i in routed), 120, "loops started")
+    # "dispatch_pending" until the loop starts (set by the detector before it sends the dispatch).
+    wait_until(
+        lambda: all(index(stack, i).get("loop_status") not in (None, "dispatch_pending") for i in routed),
+        120,
+        "loops started",
+    )
 
     truth = folder / "truth.manifest"
     variants = {i: n % 4 for n, i in enumerate(sorted(routed))}

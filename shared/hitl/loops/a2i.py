@@ -1,7 +1,9 @@
 """The ``sagemaker-a2i-runtime`` client the loop services use.
 
-botocore's own retries are off: the dispatcher owns the throttling policy (bounded exponential
-backoff with jitter, then the dead-letter list), which botocore's hidden retries would multiply.
+botocore's own retries are off: the dispatcher owns the policy (throttling: bounded exponential
+backoff with jitter in the task; outages, timeouts and 5xx: task retries from the queue within
+``task_retry_budget``; then the dead-letter list with the reason), which botocore's hidden retries
+would multiply.
 The endpoint still comes from the environment (``AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME``).
 """
 
