@@ -45,7 +45,7 @@ class Scale:
     moto_pause: float
     review_down: float
     review_throttle: float
-    converge_timeout: float
+    converge_timeout: float  # seconds without progress before the run counts as not converging
     sampling_interval: int = 10
     min_confidence: float = 50.0
     cli_batch: int = 25
@@ -65,7 +65,7 @@ SMOKE = Scale(
     moto_pause=20.0,
     review_down=20.0,
     review_throttle=15.0,
-    converge_timeout=150.0,
+    converge_timeout=120.0,
     cli_batch=50,
 )
 FULL = Scale(
@@ -78,7 +78,7 @@ FULL = Scale(
     moto_pause=20.0,
     review_down=45.0,
     review_throttle=30.0,
-    converge_timeout=480.0,
+    converge_timeout=240.0,
 )
 SCALES = {s.name: s for s in (SMOKE, FULL)}
 

@@ -57,7 +57,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
         if name in timeline:
             for axis in (top, bottom):
                 axis.axvline(timeline[name], color="black", linestyle="--", linewidth=0.8)
-            top.annotate(name.replace("_", " "), (timeline[name], 0), rotation=90, fontsize=7, va="bottom")
+            label = name.replace("_", " ")
+            if name == "converged" and result.get("converge_seconds") is None:
+                label = "gave up converging"
+            top.annotate(label, (timeline[name], 0), rotation=90, fontsize=7, va="bottom")
     bottom.set_xlabel("seconds since the load started")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

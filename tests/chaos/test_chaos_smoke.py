@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(720)
 def test_smoke_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     seed = seed_from_env()
     run = subprocess.run(
@@ -38,7 +38,7 @@ def test_smoke_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=380,
+        timeout=700,
         check=False,
     )
     result_file = tmp_path / "chaos-smoke.json"
