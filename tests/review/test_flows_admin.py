@@ -4,6 +4,7 @@ and configured flows written back whenever Redis loses them."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from hitl.review.flow_admin import FlowAdminClient, FlowAdminError
 from hitl.review.portal_client import PortalHTTPError
 from hitl.settings import Settings
 from hitl.stack import procs
-from tests.review.conftest import REGION, ReviewProcess, a2i_client, flow_arn, input_content, unique
+from tests.review.conftest import FLOWS, REGION, ReviewProcess, a2i_client, flow_arn, input_content, unique
 
 pytestmark = pytest.mark.integration
 READER_KEYS = json.dumps({"testing": "testing", "reader": "reader-secret"})
@@ -247,7 +248,9 @@ def test_configured_flows_come_back_after_redis_loses_them(
     assert {s["FlowDefinitionName"] for s in client.list_flows()} >= {"conf-boxes", "review-verify"}
 
 
-def test_a_configured_flow_changed_through_the_api_is_kept_across_restarts(start_review: Any) -> None:
+def test_the_file_wins_at_start_unless_the_flow_was_changed_through_the_api(
+    start_review: Any, tmp_path: Path
+) -> None:
     service: ReviewProcess = start_review("flows-keep")
     client = admin(service)
     assert client.add_labels("review-classes", ["cat"]) == ["face", "no-face", "cat"]
@@ -257,3 +260,18 @@ def test_a_configured_flow_changed_through_the_api_is_kept_across_restarts(start
     assert (kept["Labels"], kept["Source"], kept["Version"]) == (["face", "no-face", "cat"], "api", 2)
     again = client.describe("conf-stop")
     assert (again["Version"], again["CreationTime"]) == (untouched["Version"], untouched["CreationTime"])
+
+    # The operator edits the file: a flow never changed through the API follows it at the next start.
+    edited = [
+        {**f, "Labels": ["face", "hat", "scarf"]} if f["FlowDefinitionName"] in ("conf-stop", "review-classes") else f
+        for f in FLOWS
+    ]
+    flows_file = tmp_path / "flows-edited.json"
+    flows_file.write_text(json.dumps({"FlowDefinitions": edited}))
+    service.env["HITL_REVIEW_FLOW_DEFINITIONS_FILE"] = str(flows_file)
+    service.restart()
+    followed = client.describe("conf-stop")
+    assert (followed["Labels"], followed["Source"]) == (["face", "hat", "scarf"], "file")
+    assert followed["Version"] == untouched["Version"] + 1
+    assert followed["CreationTime"] == untouched["CreationTime"]
+    assert client.describe("review-classes")["Labels"] == ["face", "no-face", "cat"]  # the API's change stands
