@@ -138,3 +138,7 @@ def test_image_keys() -> None:
         only.check("b", "unlabelled/a.png")
     assert inputs.raster_type(b"\x89PNG\r\n\x1a\n....") == "image/png"
     assert inputs.raster_type(b"<svg xmlns=...") is None
+
+
+def test_the_api_rate_limit_is_on_by_default() -> None:
+    assert Settings().review_api_rate_per_second > 0
