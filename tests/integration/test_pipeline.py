@@ -149,3 +149,22 @@ def test_uploads_under_the_prefix_are_detected_from_s3_notifications(tuned: Loca
     assert detected["uri"] == f"s3://{stack.bucket}/images_for_detection/camera 7/frame+1.jpg"
     assert stack.redis.hget(stack.key("image", ids[1]), "reason") == "not_an_image"
     assert stack.redis.hget(stack.key("image", content_id(valid_image(4243, "JPEG"))), "state") is None
+
+
+def test_every_service_of_the_stack_serves_metrics(local_stack: LocalStack) -> None:
+    """What Prometheus scrapes answers: each pipeline service's /metrics (beat included)."""
+    import urllib.request
+
+    urls = {
+        key.removeprefix("HITL_METRICS_").removesuffix("_URL").lower(): url
+        for key, url in local_stack.env.items()
+        if key.startswith("HITL_METRICS_") and key.endswith("_URL")
+    }
+    assert set(urls) >= {"detector", "dispatcher", "ingestor", "reconciler", "trainer", "intake", "monitor", "beat"}
+    for name, url in urls.items():
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = response.read().decode()
+        assert response.status == 200, name
+        assert "# TYPE" in body, name
+    beat = urllib.request.urlopen(urls["beat"], timeout=10).read().decode()
+    assert 'hitl_worker_heartbeat_timestamp_seconds{service="beat"}' in beat

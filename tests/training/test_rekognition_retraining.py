@@ -29,7 +29,7 @@ from hitl.model.registry import ModelRegistry
 from hitl.params import ParameterStore
 from hitl.scenes import generate_scenes, upload_set
 from hitl.settings import Settings, get_settings
-from hitl.training.backends import rollback
+from hitl.training.backends import promote, rollback
 
 pytestmark = pytest.mark.integration
 
@@ -270,6 +270,12 @@ def test_retrain_gate_deploy_stop_and_follow(
     assert registry.describe("v0003").status == "rejected"
     assert detected_with(detector, arn("v0001"))["version"] == "v0001"
 
+    # An operator's promotion (hitl models promote) also starts the version before the pointer moves.
+    expect_start(rekognition, "v0003", units=2)
+    expect_stop_others(rekognition, {arn("v0003"): "RUNNING", arn("v0001"): "RUNNING"}, [arn("v0001")])
+    assert promote(env, "v0003", reason="test promotion") == "v0003"
+    assert detected_with(detector, arn("v0003"))["version"] == "v0003"
+
 
 def test_a_failed_training_is_recorded_and_nothing_starts(env: Settings, rekognition: Stubber) -> None:
     add_labels(env, 6, 2)
@@ -282,4 +288,4 @@ def test_a_failed_training_is_recorded_and_nothing_starts(env: Settings, rekogni
     assert "too many invalid rows" in outcome["reason"]
     registry = ModelRegistry(env)
     assert registry.describe("v0004").status == "rejected"
-    assert registry.serving_version() == "v0001"
+    assert registry.serving_version() == "v0003"

@@ -60,15 +60,18 @@ def list_versions(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
 
 @models_app.command("promote")
 def promote(version: str, reason: str = "promoted by an operator") -> None:
-    """Serve VERSION (an atomic pointer swap; detectors follow within their cache time)."""
-    from hitl.model.registry import ModelRegistry, RegistryError
+    """Serve VERSION (an atomic pointer swap; detectors follow within their cache time). On
+    Rekognition or SageMaker the version is started / deployed first."""
+    from hitl.model.registry import RegistryError
+    from hitl.settings import get_settings
+    from hitl.training.backends import promote as promote_version
 
     try:
-        pointer = ModelRegistry().promote(version, reason=reason)
+        serving = promote_version(get_settings(), version, reason=reason)
     except RegistryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"serving {pointer.version}")
+    typer.echo(f"serving {serving}")
 
 
 @models_app.command("rollback")

@@ -163,11 +163,24 @@ def rollback(settings: Settings, reason: str, registry: ModelRegistry | None = N
         raise RegistryError("nothing to roll back to")
     previous = registry.describe(pointer.history[-1])
     backend = create_training_backend(settings, registry)
-    if previous.info.get("backend", "embedded") == backend.name:
+    if backend.name != "embedded" and previous.info.get("backend") == backend.name:
         backend.deploy(Candidate(previous.version, previous.f1 or 0.0, info=previous.info), _units(settings))
     new = registry.rollback(reason=reason)
     backend.retire(registry.describe(new.version))
     return new.version
+
+
+def promote(settings: Settings, version: str, reason: str, registry: ModelRegistry | None = None) -> str:
+    """An operator's promotion: a managed service's version is made ready first (started, endpoint
+    updated), then the pointer moves, then what it replaced is stopped."""
+    registry = registry or ModelRegistry(settings)
+    meta = registry.describe(version)
+    backend = create_training_backend(settings, registry)
+    if backend.name != "embedded" and meta.info.get("backend") == backend.name:
+        backend.deploy(Candidate(meta.version, meta.f1 or 0.0, info=meta.info), _units(settings))
+    pointer = registry.promote(version, reason=reason)
+    backend.retire(registry.describe(pointer.version))
+    return pointer.version
 
 
 def _units(settings: Settings) -> int:
