@@ -116,8 +116,13 @@ def main() -> None:
     result = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_at_start": os.getloadavg()},
         "engine": engine.describe(),
-        "container_flags": "--network host --read-only --tmpfs /tmp:rw,size=512m,mode=1777 --user 10001:10001 "
-        "--cap-drop ALL --security-opt no-new-privileges",
+        "container_flags": " ".join(
+            [
+                "--network host --read-only",
+                *(f"--tmpfs {path}:rw,size={size},mode=1777" for path, size in containers.TMPFS.items()),
+                f"--user {containers.UID}:{containers.UID} --cap-drop ALL --security-opt no-new-privileges",
+            ]
+        ),
         "build": {
             "reused": built.reused,
             "seconds": round(built.seconds, 1),

@@ -47,8 +47,9 @@ def main() -> int:
     review = f"http://127.0.0.1:{ports['REVIEW']}"
     ready: dict[str, float] = {}
     try:
-        wait_until(lambda: procs.http_ok(f"http://127.0.0.1:{ports['MOTO']}/moto-api/"), 180, "moto")
-        wait_until(lambda: procs.http_ok(f"{review}/readyz"), 240, "review")
+        # procs.wait_until: a server that does not answer yet refuses connections.
+        procs.wait_until(lambda: procs.http_ok(f"http://127.0.0.1:{ports['MOTO']}/moto-api/"), 180, "moto")
+        procs.wait_until(lambda: procs.http_ok(f"{review}/readyz"), 240, "review")
         ready["review"] = time.monotonic() - started
         pending = list(WORKERS)
 

@@ -66,11 +66,26 @@ def run(engine: engines.Engine, *args: str, env: dict[str, str] | None = None, t
 
 def up(engine: engines.Engine | None = None, env: dict[str, str] | None = None) -> None:
     engine = engine or engines.detect()
-    engines.build(engine, reuse=True)
+    version = engines.version()
+    if not all(engine.image_exists(f"{name}:{version}") for name in engines.TARGETS.values()):
+        engines.build(engine)  # compose names the images by version: `make image` refreshes them
     engines.build_compose_images(engine)
     prepare_secrets()
-    if run(engine, "up", "--detach", env=env):
+    # podman before 4.4 cannot start a container whose dependencies have dependencies of their own
+    # ("not found in input list"), and podman-compose ignores health conditions before podman 4.6:
+    # there, start every service at once; the bootstrap restarts until moto answers, the workers
+    # retry until the queues exist.
+    ordered = engine.name == "docker" or _podman_version(engine) >= (4, 6)
+    if run(engine, "up", "--detach", *(() if ordered else ("--no-deps",)), env=env):
         raise RuntimeError("compose up failed")
+
+
+def _podman_version(engine: engines.Engine) -> tuple[int, ...]:
+    text = engine.run("version", "--format", "{{.Client.Version}}", check=False).stdout.strip()
+    try:
+        return tuple(int(part) for part in text.split("-")[0].split(".")[:2])
+    except ValueError:
+        return (0,)
 
 
 def down(engine: engines.Engine | None = None) -> None:
