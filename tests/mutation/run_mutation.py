@@ -73,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minimum", type=float, default=80.0, help="percent of mutants to kill")
     parser.add_argument("--max-children", type=int, default=2)
+    parser.add_argument("--resume", action="store_true", help="keep the workspace: check only unchecked mutants")
     args = parser.parse_args(argv)
-    build()
+    if not (args.resume and (WORKSPACE / "mutants").exists()):
+        build()
     subprocess.run(
         [str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", str(args.max_children)],
         cwd=WORKSPACE, check=True,
