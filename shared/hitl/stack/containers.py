@@ -23,7 +23,7 @@ from pathlib import Path
 
 from hitl.settings import Settings
 from hitl.stack import engine as engines
-from hitl.stack import local, procs
+from hitl.stack import local, persist, procs
 
 UID = 10001
 # The review service reads its files (reviewers, session secret, flows) from this read-only mount.
@@ -228,6 +228,7 @@ def up(
     cs.folder.mkdir(parents=True, exist_ok=True)
     local._ensure_redis(stack, local.stack_redis_url(settings))
     moto_url = local._start_moto(stack)
+    persist.restore_storage(run_dir, moto_url)  # what the last `make down` saved
     stack.urls["MOTO"] = moto_url
     stack.env.update({**_inherited_env(), **base_env(settings, moto_url)})
 
@@ -236,6 +237,7 @@ def up(
     stack.urls["UPLOADS_QUEUE"] = resources["uploads_queue_url"]
     stack.urls["EVENTS_QUEUE"] = resources["events_queue_url"]
     _remove(cs, BOOTSTRAP.name)
+    persist.restore_messages(run_dir, moto_url)
 
     from services.review import stackplug
 
