@@ -70,6 +70,7 @@ def main() -> int:
             "AWS_DEFAULT_REGION": "us-east-1",
             "HITL_REDIS_URL": f"redis://127.0.0.1:{ports['REDIS']}/0",
             "HITL_BUCKET": "hitl-pipeline-local",
+            "HITL_KEY_PREFIX": "hitl",
             "HITL_FLOW_DEFINITION_ARN": "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/hitl-local",
             "HITL_REVIEW_URL": review,
             "HITL_REVIEW_PASSWORD_FILE": str(secrets_dir / "reviewer-passwords.json"),
