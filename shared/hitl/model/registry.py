@@ -75,6 +75,7 @@ class ModelVersion:
     parent: str | None = None
     metrics: dict[str, Any] | None = None  # the evaluation report on the test set
     thresholds: dict[str, float] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None  # the artifact's confidence map (None: identity, older versions)
     info: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, str]] = field(default_factory=list)  # status changes: {status, at, reason}
 
@@ -175,6 +176,7 @@ class ModelRegistry:
                 parent=parent,
                 metrics=artifact.evaluation,
                 thresholds=dict(artifact.thresholds),
+                calibration=artifact.calibration.to_dict(),
                 info=dict(artifact.info),
                 history=[{"status": "candidate", "at": _now(), "reason": "published"}],
             )
