@@ -2,7 +2,7 @@
 accuracy at 10/25/50 training images, confidence calibration, training time and inference time.
 
 Writes ``bench/results/model.json`` and ``bench/results/model.png``. Run: ``python bench/bench_model.py``
-(``--quick`` for a smoke run; ``--seeds N`` for fewer training seeds). Every target uses the same
+(``--seeds 1 --test-scenes 30`` for a smaller run). Every target uses the same
 model configuration. Figures per target and training-set size (mean over seeds):
 
 - ``f1`` / ``precision`` / ``recall``: at each label's assumed threshold, chosen as Rekognition does
@@ -122,7 +122,7 @@ def box_target(name: str, sizes: Sequence[int], seeds: Sequence[int], n_test: in
             artifact = train(pool[:n], TrainConfig(seed=seed))
             row, bins = measure(artifact, test, validation)
             per_size[n].append(row)
-            if seed == seeds[0] and n == max(sizes):
+            if seed == seeds[0] and n == max(sizes):  # the reliability diagram's run
                 diagram = bins
             figures = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
             print(json.dumps({"target": name, "images": n, "seed": seed, **figures}), flush=True)
@@ -177,6 +177,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (curve, diagram) = plt.subplots(1, 2, figsize=(12, 4.6))
+    if not result["targets"]:
+        return
     for target in result["targets"]:
         rows = target["by_images"]
         curve.plot([r["images"] for r in rows], [r["f1"] for r in rows], "o-", label=target["target"])
@@ -207,37 +209,29 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sets, one seed (smoke run)")
-    parser.add_argument("--seeds", type=int, default=3, help="training seeds per target and size")
-    parser.add_argument("--targets", nargs="*", default=list(BOX_TARGETS), choices=BOX_TARGETS)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    seeds = tuple(range(1 if args.quick else args.seeds))
-    n_test = 30 if args.quick else TEST_SCENES
-    n_val = 20 if args.quick else VALIDATION_SCENES
-    shared_backbone()  # load once before timing anything
-    targets = [box_target(name, SIZES, seeds, n_test, n_val) for name in args.targets]
-    cost = timing(40 if args.quick else TIMING_IMAGES, 20 if args.quick else 50)
-    labels = image_labels(IMAGE_LABELS_PER_CLASS, seeds)
+def summary(
+    targets: list[dict[str, Any]], cost: dict[str, Any] | None, labels: dict[str, Any] | None, args: Any
+) -> dict[str, Any]:
+    """The results file; written after every stage, so a cut-short run still leaves what it measured
+    (a figure not measured yet is null)."""
 
-    def worst(n: int) -> float:
-        return min(next(r["f1"] for r in t["by_images"] if r["images"] == n) for t in targets)
+    def worst(n: int) -> float | None:
+        rows = [r["f1"] for t in targets for r in t["by_images"] if r["images"] == n]
+        return min(rows) if rows else None
 
-    result: dict[str, Any] = {
+    return {
         "worst_box_f1_at_10": worst(10),
         "worst_box_f1_at_25": worst(25),
         "worst_box_f1_at_50": worst(50),
-        "max_ece": max(r["ece"] for t in targets for r in t["by_images"]),
-        "train_seconds_200": cost["train_seconds"],
-        "ms_per_image": cost["ms_per_image"],
-        "image_labels_macro_f1_at_10": labels["macro_f1"],
+        "max_ece": max((r["ece"] for t in targets for r in t["by_images"]), default=None),
+        "train_seconds_200": cost["train_seconds"] if cost and cost["train_images"] == 200 else None,
+        "ms_per_image": cost["ms_per_image"] if cost else None,
+        "image_labels_macro_f1_at_10": labels["macro_f1"] if labels else None,
         "box_targets": len(targets),
-        "seeds": len(seeds),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_at_end": os.getloadavg()},
-        "test_scenes": n_test,
-        "validation_scenes": n_val,
+        "seeds": args.seeds,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
+        "test_scenes": args.test_scenes,
+        "validation_scenes": args.val_scenes,
         "threshold_rule": "assumed threshold = best F1 on the test set (Rekognition Custom Labels' rule); "
         "f1_val_threshold applies a threshold chosen on validation scenes instead",
         "max_ece_scope": "largest mean ECE over every target and training-set size",
@@ -245,9 +239,38 @@ def main() -> None:
         "timing": cost,
         "image_labels": labels,
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds per target and size")
+    parser.add_argument("--test-scenes", type=int, default=TEST_SCENES)
+    parser.add_argument("--val-scenes", type=int, default=VALIDATION_SCENES)
+    parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES), help="training-set sizes per target")
+    parser.add_argument("--timing-images", type=int, default=TIMING_IMAGES, help="0: skip the timing run")
+    parser.add_argument("--targets", nargs="*", default=list(BOX_TARGETS), choices=BOX_TARGETS)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    seeds = tuple(range(args.seeds))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "model.json").write_text(json.dumps(result, indent=1) + "\n")
-    plot(result, args.out / "model.png")
+    shared_backbone()  # load once before timing anything
+    targets: list[dict[str, Any]] = []
+    cost: dict[str, Any] | None = None
+    labels: dict[str, Any] | None = None
+
+    def write() -> None:
+        result = summary(targets, cost, labels, args)
+        (args.out / "model.json").write_text(json.dumps(result, indent=1) + "\n")
+        plot(result, args.out / "model.png")
+
+    labels = image_labels(IMAGE_LABELS_PER_CLASS, seeds)
+    write()
+    for name in args.targets:
+        targets.append(box_target(name, tuple(args.sizes), seeds, args.test_scenes, args.val_scenes))
+        write()
+    if args.timing_images:
+        cost = timing(args.timing_images, 50)
+        write()
     print(f"wrote {args.out / 'model.json'} and {args.out / 'model.png'}")
 
 

@@ -4,7 +4,8 @@ Each target pastes Fashion-MNIST items (Debian's ``dataset-fashion-mnist``; trai
 60k training file, test scenes on its 10k test file) onto the same bundled photos as the face scenes
 (disjoint per split). An item is cropped to its extent, resized to the target's size and shape, and
 cut out by its own silhouette, so its box is the tight box around the visible object; look-alike
-items of other classes are pasted as unlabelled distractors (or, for the two-label target, as the second label's near neighbours).
+items of other classes are pasted as unlabelled distractors (for the two-label target: sandals, near
+neighbours of both labels).
 
 Like the face scenes, a scene is a pure function of (target, split, index, seed).
 """
