@@ -31,11 +31,11 @@ STREAM_IMAGES = int(os.environ.get("HITL_DEMO_IMAGES", "400"))
 STREAM_SECONDS = float(os.environ.get("HITL_DEMO_STREAM_SECONDS", "230"))
 SEED_IMAGES = 10
 TEST_IMAGES = 200
-# Demo parameters (SSM). The model's confidences are calibrated: a box reported at 80 is right about
-# 80 % of the time, so an image whose best box is below 80 goes to review because it has a real
-# chance of being wrong. An audit sample every 6th image.
+# Demo parameters (SSM). The model's confidences are calibrated: a box reported at 90 is right about
+# 90 % of the time, so an image whose best box is below 90 goes to review because it has a real
+# chance of being wrong (with v1 about one image in eight), and every 6th image is an audit sample.
 DEMO_PARAMS = {
-    "Minimum-Label-Detection-Confidence": "80",
+    "Minimum-Label-Detection-Confidence": "90",
     "Human-Sampling-Interval": "6",
     "Minimum-Untrained-Images": "40",
     "Minimum-F1-Score": "0.7",
