@@ -249,6 +249,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES), help="training-set sizes per target")
     parser.add_argument("--timing-images", type=int, default=TIMING_IMAGES, help="0: skip the timing run")
     parser.add_argument("--targets", nargs="*", default=list(BOX_TARGETS), choices=BOX_TARGETS)
+    parser.add_argument("--no-image-labels", action="store_true", help="skip the image-label task")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     seeds = tuple(range(args.seeds))
@@ -263,8 +264,9 @@ def main() -> None:
         (args.out / "model.json").write_text(json.dumps(result, indent=1) + "\n")
         plot(result, args.out / "model.png")
 
-    labels = image_labels(IMAGE_LABELS_PER_CLASS, seeds)
-    write()
+    if not args.no_image_labels:
+        labels = image_labels(IMAGE_LABELS_PER_CLASS, seeds)
+        write()
     for name in args.targets:
         targets.append(box_target(name, tuple(args.sizes), seeds, args.test_scenes, args.val_scenes))
         write()
