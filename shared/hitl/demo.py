@@ -172,6 +172,10 @@ def main() -> None:
         wait_for(lambda: registry.serving_version() is not None, 300, "v1 trained and serving")
         v1 = registry.describe(registry.serving_version() or "")
         say(f"{v1.version} serving, F1 {v1.f1:.3f} on the test split")
+        say(
+            f"assumed thresholds {v1.thresholds}, review below "
+            f"{DEMO_PARAMS['Minimum-Label-Detection-Confidence']}"
+        )
 
         stream = stream_set(settings.bucket)
         truth = RUN_DIR / "truth.jsonl"

@@ -50,6 +50,8 @@ def test_publish_allocates_sortable_versions_with_snapshots(registry: ModelRegis
     assert artifact.evaluation is not None
     assert meta.f1 == pytest.approx(artifact.evaluation["f1"])
     assert meta.thresholds == artifact.thresholds
+    assert meta.calibration == artifact.calibration.to_dict()  # kept per version with the thresholds
+    assert registry.artifact(meta.version).calibration == artifact.calibration
     bucket, key = aws.parse_s3_uri(meta.train_manifest_uri or "")
     assert aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode() == MANIFEST
     assert meta.test_manifest_uri

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from hitl.model.calibration import Calibration
 from hitl.model.classification import ClassificationConfig, ClassificationHead
 from hitl.model.detection import DetectionConfig, DetectionHead
 from hitl.model.evaluation import EvaluationReport
@@ -35,6 +36,7 @@ class ModelArtifact:
     thresholds: dict[str, float] = field(default_factory=dict)  # assumed threshold per label, 0–100
     evaluation: dict[str, Any] | None = None  # EvaluationReport.to_dict() of the test set
     info: dict[str, Any] = field(default_factory=dict)  # training facts: images, seconds, …
+    calibration: Calibration = field(default_factory=Calibration)  # raw → calibrated probability
 
     @classmethod
     def from_head(cls, head: DetectionHead | ClassificationHead, info: dict[str, Any] | None = None) -> ModelArtifact:
@@ -54,6 +56,9 @@ class ModelArtifact:
         cfg["sizes"] = tuple(cfg["sizes"])
         return ClassificationHead(self.labels, a["weights"], a["bias"], ClassificationConfig(**cfg))
 
+    def with_calibration(self, calibration: Calibration) -> ModelArtifact:
+        return replace(self, calibration=calibration)
+
     def with_evaluation(self, report: EvaluationReport) -> ModelArtifact:
         """Adopt the report's assumed thresholds (Rekognition's rule: best F1 on the test set)."""
         return replace(self, thresholds=report.thresholds, evaluation=report.to_dict())
@@ -67,6 +72,7 @@ class ModelArtifact:
             "thresholds": self.thresholds,
             "evaluation": self.evaluation,
             "info": self.info,
+            "calibration": self.calibration.to_dict(),
         }
         buffer = io.BytesIO()
         payload = {_HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
@@ -92,4 +98,5 @@ class ModelArtifact:
             thresholds={k: float(v) for k, v in header.get("thresholds", {}).items()},
             evaluation=header.get("evaluation"),
             info=header.get("info", {}),
+            calibration=Calibration.from_dict(header.get("calibration")),
         )

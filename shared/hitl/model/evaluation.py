@@ -183,6 +183,21 @@ def _top1_macro_f1(
     return float(np.mean(scores))
 
 
+def scored_candidates(
+    truths: Sequence[Truth], predictions: Sequence[Sequence[Prediction]], labels: Sequence[str]
+) -> list[tuple[float, bool]]:
+    """Every prediction as (confidence 0–100, correct?), matched as the metrics match them: what a
+    calibration map is fitted on and a reliability diagram plots."""
+    if len(truths) != len(predictions):
+        raise ValueError("one prediction list per image is required")
+    return [
+        s
+        for name in labels
+        for truth, preds in zip(truths, predictions, strict=True)
+        for s in _match(truth, preds, name)
+    ]
+
+
 def evaluate(
     predict: Callable[[np.ndarray], Sequence[Prediction]],
     examples: Sequence[tuple[np.ndarray, Truth]],

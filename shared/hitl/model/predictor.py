@@ -38,12 +38,16 @@ class LocalPredictor:
     def artifact(self) -> ModelArtifact:
         return self._artifact
 
+    def _calibrate(self, probability: float) -> float:
+        calibration = self._artifact.calibration
+        return probability if calibration.is_identity else float(calibration.apply(probability))
+
     def threshold(self, label: str) -> float:
-        """The label's assumed threshold (confidence 0–100)."""
+        """The label's assumed threshold (confidence 0–100, on the calibrated scale)."""
         return self._artifact.thresholds.get(label, DEFAULT_THRESHOLD)
 
     def predict(self, image: np.ndarray, min_confidence: float | None = None) -> list[Prediction]:
-        """Labels found in an H×W×3 uint8 RGB image, by confidence (0–100), highest first.
+        """Labels found in an H×W×3 uint8 RGB image, by calibrated confidence (0–100), highest first.
 
         As Rekognition's DetectCustomLabels: without ``min_confidence`` each label's assumed threshold
         applies; ``min_confidence=0`` returns every candidate (for evaluation and review routing).
@@ -57,14 +61,15 @@ class LocalPredictor:
                 out.append(
                     Prediction(
                         label=label,
-                        confidence=_confidence(prob),
+                        confidence=_confidence(self._calibrate(prob)),
                         box=PixelBox(left=left, top=top, width=width, height=height),
                     )
                 )
         else:
             probs = self._head.probabilities(self._backbone, [image])[0]
             out = [
-                Prediction(label=label, confidence=_confidence(p)) for label, p in zip(self.labels, probs, strict=True)
+                Prediction(label=label, confidence=_confidence(self._calibrate(p)))
+                for label, p in zip(self.labels, probs, strict=True)
             ]
         keep = [
             p for p in out if p.confidence >= (self.threshold(p.label) if min_confidence is None else min_confidence)

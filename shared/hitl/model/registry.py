@@ -79,6 +79,7 @@ class ModelVersion:
     parent: str | None = None
     metrics: dict[str, Any] | None = None  # the evaluation report on the test set
     thresholds: dict[str, float] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None  # the artifact's confidence map (None: identity, older versions)
     info: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, str]] = field(default_factory=list)  # status changes: {status, at, reason}
 
@@ -175,6 +176,7 @@ class ModelRegistry:
             artifact_sha256=hashlib.sha256(blob).hexdigest(),
             metrics=artifact.evaluation,
             thresholds=dict(artifact.thresholds),
+            calibration=artifact.calibration.to_dict(),
             info=dict(artifact.info),
         )
         self._put(self._key(meta.version, "artifact.npz"), blob, "application/octet-stream")
@@ -205,6 +207,7 @@ class ModelRegistry:
             artifact_sha256="",
             metrics=None,
             thresholds={},
+            calibration=None,
             info={"backend": backend},
         )
         log.info("model.reserved", version=meta.version, parent=meta.parent, backend=backend)
@@ -236,6 +239,7 @@ class ModelRegistry:
         artifact_sha256: str,
         metrics: dict[str, Any] | None,
         thresholds: dict[str, float],
+        calibration: dict[str, Any] | None,
         info: dict[str, Any],
     ) -> ModelVersion:
         if parent is None:
@@ -257,6 +261,7 @@ class ModelRegistry:
                 parent=parent,
                 metrics=metrics,
                 thresholds=thresholds,
+                calibration=calibration,
                 info=info,
                 history=[{"status": "candidate", "at": _now(), "reason": "published"}],
             )

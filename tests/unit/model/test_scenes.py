@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from hitl.domain.manifest import parse_line
 from hitl.domain.manifest_validation import validate_manifest
 from hitl.scenes import face_nonface_set, fashion_mnist_set, generate_scene, generate_scenes, sources
+from hitl.scenes.targets import TARGETS, generate_target_scene, target_examples
 
 
 def test_scenes_are_deterministic() -> None:
@@ -60,3 +62,36 @@ def test_fashion_mnist_set() -> None:
     assert train.labels.count("bag") == 3
     assert len(test.images) == 200
     assert train.images[0].shape == (28, 28, 3)
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_target_scenes_are_deterministic_shaped_as_named_and_split(name: str) -> None:
+    target = TARGETS[name]
+    scenes = [generate_target_scene(target, "train", i) for i in range(6)]
+    again = generate_target_scene(target, "train", 0)
+    assert np.array_equal(again.image, scenes[0].image)
+    assert again.boxes == scenes[0].boxes
+    assert not np.array_equal(generate_target_scene(target, "test", 0).image, scenes[0].image)
+    boxes = [box for scene in scenes for _, box in scene.boxes]
+    assert boxes, "every target scene set holds labelled objects"
+    assert {label for scene in scenes for label, _ in scene.boxes} <= set(target.labels)
+    for left, top, width, height in boxes:
+        assert left >= 0
+        assert top >= 0
+        assert left + width <= 640
+        assert top + height <= 480
+        if name == "small":
+            assert max(width, height) <= 32
+        if name == "elongated":
+            assert height / width >= 3 or width / height >= 3
+        if name == "large":
+            assert width * height >= 0.4 * 640 * 480
+
+
+def test_target_examples_make_valid_manifest_lines() -> None:
+    examples = target_examples("two-labels", "test", 3)
+    assert len(examples) == 3
+    for image, line in examples:
+        assert image.shape == (480, 640, 3)
+        assert {name for name, _ in line.boxes()} <= {"sneaker", "ankle-boot"}
+    assert target_examples("faces", "test", 1)[0][1].boxes()
