@@ -254,13 +254,7 @@ def stack_env(run_dir: Path, redis_url: str) -> dict[str, str]:
 
 
 def _free_port_range(count: int) -> int:
-    import random
-
-    for _ in range(50):
-        base = random.randint(20000, 40000)
-        if not any(procs.port_open(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free port range")
+    return procs.free_port_range(count)
 
 
 def _services() -> list[Any]:

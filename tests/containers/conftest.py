@@ -7,7 +7,6 @@ Skipped only when no container engine can run a container here, saying why.
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,14 +23,7 @@ TARGETS = ("runtime", "trainer")
 
 
 def port_range(count: int) -> int:
-    """``count`` consecutive free ports below the kernel's ephemeral range: no client socket of another
-    process on this shared machine takes one of them between now and the services' bind."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for _ in range(50):
-        base = random.randint(20000, max(20001, low - count - 1))
-        if not any(procs.port_open(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free port range")
+    return procs.free_port_range(count)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -26,11 +25,7 @@ STACK_REDIS_DB = 14
 
 
 def _free_port_range(count: int) -> int:
-    for _ in range(50):
-        base = random.randint(20000, 40000)
-        if not any(procs.port_open(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free port range")
+    return procs.free_port_range(count)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,10 +21,36 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 
-def free_port() -> int:
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out to client sockets: ports below it are never taken by an
+    outgoing connection between choosing them and a service binding them."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port_range(count: int = 1, low: int = 20000) -> int:
+    """The first of ``count`` consecutive loopback ports that are free now, below the ephemeral range."""
+    high = max(low + count + 1, _ephemeral_low() - count - 1)
+    for _ in range(200):
+        base = random.randint(low, high)  # noqa: S311 - spreading ports, not a secret
+        if all(_bindable(base + i) for i in range(count)):
+            return base
+    raise RuntimeError(f"no {count} free consecutive ports between {low} and {high}")
+
+
+def free_port() -> int:
+    return free_port_range(1)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
