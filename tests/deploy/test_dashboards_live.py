@@ -75,7 +75,7 @@ PARAMS = {
     "Minimum-Untrained-Images": "100000",
 }
 A2I_DETAIL_TYPE = "SageMaker A2I HumanLoop Status Change"
-SCRAPED = ("detector", "dispatcher", "ingestor", "reconciler", "trainer", "intake", "monitor", "review")
+SCRAPED = ("detector", "dispatcher", "ingestor", "reconciler", "trainer", "intake", "monitor", "review", "beat")
 
 
 class Stack:

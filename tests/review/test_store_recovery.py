@@ -151,11 +151,11 @@ def names_of(events: list[dict[str, Any]]) -> list[str]:
 def test_answer_survives_an_s3_outage(store: LoopStore, moto: PrivateMoto) -> None:
     service = service_for(store, moto)
     start(service, "loop-a")
-    service.open_task("alice", "loop-a")
+    service.open_task("alice", "loop-a", [])
     moto.stop()
-    service.submit("alice", "loop-a", ANSWER)  # stored; output.json could not be written
+    service.submit("alice", "loop-a", ANSWER, [])  # stored; output.json could not be written
     assert service.describe("loop-a")["HumanLoopStatus"] == "InProgress"
-    assert service.queue("bob") == []  # all answers are in: nobody else gets it
+    assert service.queue("bob", []) == []  # all answers are in: nobody else gets it
     assert service.sweep().completed == []
     moto.start()
     report = service.sweep()
