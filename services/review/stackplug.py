@@ -55,7 +55,13 @@ def prepare(settings: Settings) -> dict[str, str]:
 def start(group: ProcessGroup, env: dict[str, str], port: int, timeout: float = 30.0) -> str:
     """Start ``python -m services.review`` on ``port``; the base URL once /healthz answers."""
     settings = get_settings()
-    run_env = {**env, **prepare(settings), "HITL_REVIEW_PORT": str(port), "HITL_REVIEW_HOST": "127.0.0.1"}
+    prepared = prepare(settings)
+    run_env = {**env, **prepared, "HITL_REVIEW_PORT": str(port), "HITL_REVIEW_HOST": "127.0.0.1"}
+    if "HITL_REVIEW_ADMIN_ACCESS_KEYS" in env:  # e.g. the per-service IAM users' keys, besides the stack's own
+        admins = set(json.loads(env["HITL_REVIEW_ADMIN_ACCESS_KEYS"])) | set(
+            json.loads(prepared["HITL_REVIEW_ADMIN_ACCESS_KEYS"])
+        )
+        run_env["HITL_REVIEW_ADMIN_ACCESS_KEYS"] = json.dumps(sorted(admins))
     group.start(PROCESS_NAME, [venv_bin("python"), "-m", "services.review"], run_env)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: http_ok(f"{url}/healthz"), timeout, "review service")

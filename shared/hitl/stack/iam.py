@@ -160,5 +160,12 @@ def service_environments(settings: Settings, moto_url: str, region: str, run_dir
     enforce(moto_url)
     keys_file = write_a2i_keys(run_dir / "iam" / "a2i-keys.json", credentials)
     environments = {name: c.env() for name, c in credentials.items()}
-    environments["review"] = {**environments["review"], "HITL_REVIEW_API_KEYS_FILE": str(keys_file)}
+    # Who may change flow definitions: the operator (`hitl review flows`, `hitl dataset import`) and the
+    # trainer (a promoted version's labels join the flow).
+    admins = sorted(credentials[name].access_key_id for name in ("operator", "trainer") if name in credentials)
+    environments["review"] = {
+        **environments["review"],
+        "HITL_REVIEW_API_KEYS_FILE": str(keys_file),
+        "HITL_REVIEW_ADMIN_ACCESS_KEYS": json.dumps(admins),
+    }
     return environments
