@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 
 import pytest
 
@@ -74,12 +73,7 @@ def test_sqs_dead_letters_are_redriven_and_complete(local_stack: LocalStack) -> 
         wait_until(in_dead_letter_queue, 120, "the upload notification in the dead-letter queue", interval=0.1)
         assert not stack.redis.exists(stack.key("image", image_id))
     finally:
-        env = {
-            **stack.env,
-            "HITL_HEARTBEAT_FILE": str(stack.run_dir / "health" / "intake" / "heartbeat"),
-            "HITL_READY_FILE": str(stack.run_dir / "health" / "intake" / "ready"),
-        }
-        group.start("intake", [sys.executable, "-m", "services.intake"], env)
+        group.restart("intake")  # as the stack started it: its own metrics port, health files and keys
 
     moved = stack.cli("dlq", "redrive", "--queue", "hitl-uploads").stdout
     assert "1 dead letter(s) moved" in moved
