@@ -245,12 +245,20 @@ def down(run_dir: Path) -> list[str]:
     group = procs.ProcessGroup(run_dir)
     stopped = [n for n in STOP_ORDER if n not in ("moto", "redis") and n in group.names() and group.stop(n)]
     moto_pid = group.pid("moto")
-    if moto_pid is not None and procs.alive(moto_pid) and (run_dir / "stack.env").exists():
-        endpoint = read_env_file(run_dir / "stack.env").get("AWS_ENDPOINT_URL", "")
-        if endpoint:
-            summary = persist.save(run_dir, endpoint)
-            log.info("moto_state_saved", summary=summary.describe())
-    return stopped + group.stop_all(order=STOP_ORDER)
+    try:
+        if moto_pid is not None and procs.alive(moto_pid) and (run_dir / "stack.env").exists():
+            stack_env = read_env_file(run_dir / "stack.env")
+            endpoint = stack_env.get("AWS_ENDPOINT_URL", "")
+            names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+            keys: dict[str, str] = {k: stack_env[k] for k in names if k in stack_env}
+            if endpoint:
+                summary = persist.save(run_dir, endpoint, keys if len(keys) == 2 else None)
+                log.info("moto_state_saved", summary=summary.describe())
+    finally:
+        # A failed snapshot is reported (the command fails with its error) but never leaves moto and
+        # Redis running.
+        stopped += group.stop_all(order=STOP_ORDER)
+    return stopped
 
 
 def reset(run_dir: Path, settings: Settings) -> list[str]:

@@ -51,22 +51,24 @@ def snapshot_dir(run_dir: Path) -> Path:
     return run_dir / SNAPSHOT_DIR
 
 
-def _clients(endpoint: str) -> tuple[Any, Any, Any]:
+def _clients(endpoint: str, credentials: dict[str, str] | None = None) -> tuple[Any, Any, Any]:
     import boto3
 
+    keys = credentials or {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     kwargs: dict[str, Any] = {
         "endpoint_url": endpoint,
         "region_name": "us-east-1",
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
+        "aws_access_key_id": keys["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": keys["AWS_SECRET_ACCESS_KEY"],
     }
     return boto3.client("s3", **kwargs), boto3.client("ssm", **kwargs), boto3.client("sqs", **kwargs)
 
 
-def save(run_dir: Path, endpoint: str) -> SnapshotSummary:
-    """Write the snapshot of moto's state at ``endpoint`` under ``run_dir`` (atomic swap)."""
+def save(run_dir: Path, endpoint: str, credentials: dict[str, str] | None = None) -> SnapshotSummary:
+    """Write the snapshot of moto's state at ``endpoint`` under ``run_dir`` (atomic swap); ``credentials``
+    (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``) are the stack's operator's when IAM is enforced."""
     started = time.perf_counter()
-    s3, ssm, sqs = _clients(endpoint)
+    s3, ssm, sqs = _clients(endpoint, credentials)
     final = snapshot_dir(run_dir)
     work = final.with_name(final.name + ".new")
     shutil.rmtree(work, ignore_errors=True)
