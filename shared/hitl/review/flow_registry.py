@@ -19,7 +19,7 @@ import redis
 
 from hitl.logs import get_logger
 from hitl.review import flow_requests, pagination, timefmt, validation
-from hitl.review.errors import ConflictError, NotFoundError, ValidationError
+from hitl.review.errors import ConflictError, NotFoundError
 from hitl.review.flows import FlowDefinition, FlowMeta
 
 log = get_logger()
@@ -234,18 +234,7 @@ class FlowRegistry:
         limit = validation.max_results(params.get("MaxResults"))
         order = validation.sort_order(params.get("SortOrder"))
         ascending = order == "Ascending"
-        low, high = float("-inf"), float("inf")
-        for bound in ("CreationTimeAfter", "CreationTimeBefore"):
-            value = params.get(bound)
-            if value:
-                try:
-                    ms = timefmt.epoch_ms(timefmt.parse(value))
-                except ValueError:
-                    raise ValidationError(f"{bound} must be an ISO 8601 timestamp") from None
-                if bound == "CreationTimeAfter":
-                    low = max(low, ms + 1)
-                else:
-                    high = min(high, ms - 1)
+        low, high = validation.creation_time_bounds(params)
         query = pagination.fingerprint(
             "flows", order, params.get("CreationTimeAfter"), params.get("CreationTimeBefore")
         )

@@ -210,18 +210,7 @@ class ReviewService:
         flow_arn = validation.flow_definition_arn(params.get("FlowDefinitionArn"))
         limit = validation.max_results(params.get("MaxResults"))
         order = validation.sort_order(params.get("SortOrder"))
-        low, high = float("-inf"), float("inf")
-        for bound in ("CreationTimeAfter", "CreationTimeBefore"):
-            value = params.get(bound)
-            if value:
-                try:
-                    ms = timefmt.epoch_ms(timefmt.parse(value))
-                except ValueError:
-                    raise ValidationError(f"{bound} must be an ISO 8601 timestamp") from None
-                if bound == "CreationTimeAfter":
-                    low = max(low, ms + 1)
-                else:
-                    high = min(high, ms - 1)
+        low, high = validation.creation_time_bounds(params)
         if self.flows.get(flow_arn) is None:
             raise NotFoundError(f"Flow definition {flow_arn} does not exist")
         query = pagination.fingerprint(

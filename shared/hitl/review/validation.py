@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
+from hitl.review import timefmt
 from hitl.review.errors import ValidationError
 
 LOOP_NAME_RE = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
@@ -93,3 +95,21 @@ def content_classifiers(value: object) -> list[str]:
     if len(found) > 256 or any(c not in CONTENT_CLASSIFIERS for c in found):
         raise ValidationError(f"ContentClassifiers members must be in {list(CONTENT_CLASSIFIERS)}")
     return [str(c) for c in found]
+
+
+def creation_time_bounds(params: Mapping[str, str]) -> tuple[float, float]:
+    """The exclusive ``CreationTimeAfter`` / ``CreationTimeBefore`` filters of a List call, as an
+    inclusive range of epoch milliseconds (unbounded where absent)."""
+    low, high = float("-inf"), float("inf")
+    for bound in ("CreationTimeAfter", "CreationTimeBefore"):
+        value = params.get(bound)
+        if value:
+            try:
+                ms = timefmt.epoch_ms(timefmt.parse(value))
+            except ValueError:
+                raise ValidationError(f"{bound} must be an ISO 8601 timestamp") from None
+            if bound == "CreationTimeAfter":
+                low = max(low, ms + 1)
+            else:
+                high = min(high, ms - 1)
+    return low, high
