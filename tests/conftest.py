@@ -19,9 +19,10 @@ import pytest
 from hitl import aws
 from hitl.settings import Settings, get_settings
 from hitl.stack import procs
+from tests import redis_dbs
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_REDIS_DB = int(os.environ.get("HITL_TEST_REDIS_DB", "13"))
+TEST_REDIS_DB = redis_dbs.UNIT
 
 # Loopback credentials for moto; never real ones.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")

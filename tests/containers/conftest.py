@@ -16,9 +16,10 @@ import redis as redis_lib
 
 from hitl.stack import engine as engines
 from hitl.stack import procs
+from tests import redis_dbs
 from tests.integration.conftest import HITL, LocalStack
 
-CONTAINERS_REDIS_DB = int(os.environ.get("HITL_TEST_CONTAINERS_REDIS_DB", "11"))
+CONTAINERS_REDIS_DB = redis_dbs.CONTAINERS
 TARGETS = ("runtime", "trainer")
 
 

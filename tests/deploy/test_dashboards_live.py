@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import subprocess
 import sys
 import threading
@@ -53,6 +52,7 @@ from celery import Celery
 from kombu.entity import Queue
 
 from hitl.settings import Settings
+from tests import redis_dbs
 from tests.deploy.dashboards import PanelQuery, panel_queries
 from tests.deploy.prom import Prometheus, PrometheusError, running_prometheus
 from tests.integration.conftest import running_stack, wait_until
@@ -60,7 +60,7 @@ from tests.integration.conftest import running_stack, wait_until
 pytestmark = pytest.mark.integration
 
 HITL = str(Path(sys.executable).parent / "hitl")
-REDIS_DB = int(os.environ.get("HITL_TEST_DASHBOARDS_REDIS_DB", "10"))
+REDIS_DB = redis_dbs.DASHBOARDS
 KEY_PREFIX = "hitldash"
 BUCKET = "hitl-dash"
 SEED_SCENES = 8

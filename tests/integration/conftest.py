@@ -19,9 +19,10 @@ import redis as redis_lib
 
 from hitl.stack import procs
 from hitl.stack.local import read_env_file
+from tests import redis_dbs
 
 HITL = str(Path(sys.executable).parent / "hitl")
-STACK_REDIS_DB = 14
+STACK_REDIS_DB = redis_dbs.LOCAL_STACK
 
 
 def _free_port_range(count: int) -> int:

@@ -18,12 +18,13 @@ import pytest
 import redis as redis_lib
 
 from hitl.stack import procs
+from tests import redis_dbs
 from tests.integration.conftest import _free_port_range
 
 pytestmark = pytest.mark.integration
 
 IMAGES = 60
-REDIS_DB = 9
+REDIS_DB = redis_dbs.DEMO
 MINIMUM_F1 = 0.7  # the demo's Minimum-F1-Score
 
 

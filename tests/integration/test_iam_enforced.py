@@ -13,7 +13,8 @@ import boto3
 import pytest
 
 from hitl.stack.iam import POLICY_DIR
-from tests.integration.conftest import HITL, STACK_REDIS_DB, running_stack, wait_until
+from tests import redis_dbs
+from tests.integration.conftest import HITL, running_stack, wait_until
 from tests.integration.images import valid_image
 
 pytestmark = pytest.mark.integration
@@ -39,7 +40,7 @@ def test_a_missing_permission_fails_the_run(tmp_path: Path, redis_url: str) -> N
     }
     with (  # noqa: PT012 - the stack's teardown is what raises
         pytest.raises(AssertionError, match="refused by its IAM policy") as refused,
-        running_stack(run_dir, redis_url, STACK_REDIS_DB, settings) as env,
+        running_stack(run_dir, redis_url, redis_dbs.IAM_STACK, settings) as env,
     ):
         # Enforcement is on: the old open credentials are refused outright.
         stranger = boto3.client(

@@ -6,14 +6,14 @@ Its own Redis database, key prefix and bucket, so it can run in the same session
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
+from tests import redis_dbs
 from tests.integration.conftest import LocalStack, running_stack
 
-LOOPS_REDIS_DB = int(os.environ.get("HITL_TEST_LOOPS_REDIS_DB", "12"))
+LOOPS_REDIS_DB = redis_dbs.LOOPS
 
 
 @pytest.fixture(scope="session")

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from hitl.domain.records import DetectionRecord
+from tests import redis_dbs
 from tests.integration.conftest import LocalStack, running_stack, wait_until
 from tests.integration.images import valid_image
 from tests.loops.test_loops_integration import dataset_keys, index, run_reviewer, truth_line
 
 pytestmark = pytest.mark.integration
-ANNOTATE_REDIS_DB = 9
+ANNOTATE_REDIS_DB = redis_dbs.ANNOTATE
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,13 @@ import pytest
 
 from hitl.domain.records import DetectionRecord
 from hitl.loops.names import loop_name_for
+from tests import redis_dbs
 from tests.integration.conftest import LocalStack, running_stack, wait_until
 from tests.integration.images import valid_image, write
 from tests.loops.test_loops_integration import DATASET_LINES, a2i, dataset_keys, index
 
 pytestmark = pytest.mark.integration
-CONSENSUS_REDIS_DB = 8
+CONSENSUS_REDIS_DB = redis_dbs.CONSENSUS
 N_IMAGES = 6
 REVIEWERS = ("carol", "alice", "bob")  # in the order they answer: carol's answer is always first
 # Per image (by index % 3): what each reviewer draws, relative to the model's box.
