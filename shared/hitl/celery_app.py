@@ -17,7 +17,9 @@ Reliability choices (Redis broker, at-least-once):
   written), so acking removes only a message that is accounted for. Rejecting instead would not
   help on Redis (a reject without requeue deletes the message, silently) and requeueing would
   replay poison forever. The soft time limit is below the hard one so a slow task is dead-lettered
-  (reason ``time_limit``) by the wrapper rather than killed mid-write.
+  (reason ``time_limit``) by the wrapper rather than killed mid-write;
+- the broker transport is kombu's Redis transport with one fix (:class:`RedisTransport`): a worker
+  survives the loss of its Redis connection (a Redis restart) instead of exiting.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
+from urllib.parse import urlparse
 
+import redis.exceptions
 from celery import Celery, Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from kombu.entity import Queue
+from kombu.transport import redis as kombu_redis
 
 from hitl import metrics
 from hitl.adapters.redis_index import connect
@@ -38,14 +43,47 @@ from hitl.transient import backoff, is_transient, reason_of
 
 QUEUES = ("detect", "dispatch", "ingest", "train")
 DELIVERY_TTL_SECONDS = 7 * 24 * 3600
+TASK_OUTCOMES = ("success", "failure", "retry")  # the ``outcome`` label of hitl_task_duration_seconds
 
 log = get_logger("hitl.celery")
+
+
+class RedisChannel(kombu_redis.Channel):  # type: ignore[misc]
+    """kombu's Redis channel, failing with a connection error once its connection is collected.
+
+    On a lost connection (Redis restarted) Celery's consumer calls ``Connection.collect()``, which
+    closes the channels and then detaches the transport from its connection, then ``close()``. When
+    a channel's first close fails on the dead socket (a BRPOP still pending on it, or an earlier
+    channel's close failing), kombu 5.7.0 leaves it open with its unacknowledged deliveries; the
+    second close then restores them through ``restore_unacked_once``, which needs a new connection
+    pool, whose parameters are read from the detached transport: ``AttributeError: 'NoneType' object
+    has no attribute 'hostname'``. Celery ignores only connection errors there, so the worker exited.
+    Raised as a connection error, it is ignored like the first close's; the deliveries stay in
+    Redis's unacked set and are delivered again after the visibility timeout (at least once), and an
+    ack of a task still running on the old channel is logged as failed the same way.
+    """
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection is None or self.connection.client is None:
+            raise redis.exceptions.ConnectionError("the broker connection of this channel was closed")
+        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
+        return params
+
+
+class RedisTransport(kombu_redis.Transport):  # type: ignore[misc]
+    Channel = RedisChannel
+
+
+def broker_transport(url: str) -> str | None:
+    """The transport for ``url``: :class:`RedisTransport` for Redis, else kombu's choice."""
+    return f"{__name__}:RedisTransport" if urlparse(url).scheme in ("redis", "rediss") else None
 
 
 def create_app() -> Celery:
     settings = get_settings()
     app = Celery("hitl", broker=settings.redis_url, include=[])
     app.conf.update(
+        broker_transport=broker_transport(settings.redis_url),
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,  # see the module docstring: failures are recorded first
@@ -182,6 +220,21 @@ class PipelineTask(Task):  # type: ignore[misc]
             self.on_dead_letter(dict(kwargs or {}), reason)
         except Exception:  # the dead-letter entry is written; the index is a view of it
             log.warning("dead_letter_state_not_recorded", task=self.name, exc_info=True)
+
+
+def init_task_metrics(celery: Celery) -> list[str]:
+    """Create the duration series of every pipeline task the worker runs, for every outcome, at zero.
+
+    Prometheus's ``rate()`` and ``increase()`` count only the increase between two samples: a series
+    created by its first observation (a first failure, at 1) shows no increase, so the "Task failure
+    ratio" panel and ``HitlTaskFailureRateHigh`` would miss a task's failures until it failed again
+    within the window. Existing at 0 from the start, the first failure is an increase like any other.
+    """
+    names = sorted(name for name, task in celery.tasks.items() if isinstance(task, PipelineTask))
+    for name in names:
+        for outcome in TASK_OUTCOMES:
+            metrics.TASK_SECONDS.labels(name, outcome)
+    return names
 
 
 def _queue_of(task_name: str) -> str:

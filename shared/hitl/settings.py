@@ -208,6 +208,14 @@ class Settings(BaseSettings):
     # An import or a promoted version with new labels adds them to the review flow (issue 11).
     flow_labels_follow_dataset: bool = True
 
+    # --- local stack supervision (shared/hitl/stack/supervisor.py): a process that exits by itself is
+    # restarted, as Kubernetes' restart policy does; the wait doubles from the initial one up to the
+    # maximum, and starts again from the initial one once a process has stayed up for ``reset``.
+    stack_supervise: bool = True
+    stack_restart_backoff_initial: float = 1.0
+    stack_restart_backoff_max: float = 60.0
+    stack_restart_backoff_reset: float = 60.0
+
     # --- local stack under IAM (shared/hitl/stack/iam.py): each service its own user and policy ------
     stack_enforce_iam: bool = False
     stack_iam_policy_dir: Path | None = None  # default deploy/iam

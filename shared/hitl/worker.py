@@ -15,7 +15,7 @@ def run_worker(
     from celery import signals
 
     from hitl import health, logs, metrics, startup
-    from hitl.celery_app import app
+    from hitl.celery_app import app, init_task_metrics
     from hitl.entry import parse_args
     from hitl.settings import get_settings
 
@@ -36,6 +36,7 @@ def run_worker(
     def _init(**_: object) -> None:
         nonlocal stop_heartbeat
         if settings.metrics_port > 0:
+            init_task_metrics(app)
             metrics.serve(settings.metrics_port)
         stop_heartbeat = health.start_heartbeat(
             on_beat=lambda: metrics.WORKER_HEARTBEAT.labels(service).set_to_current_time()

@@ -232,6 +232,9 @@ def stack_env(run_dir: Path, redis_url: str) -> dict[str, str]:
         "HITL_STACK_MOTO_PORT": str(procs.free_port()),
         "HITL_REVIEW_PORT": str(procs.free_port()),
         "HITL_STACK_METRICS_BASE_PORT": str(_free_port_range(10)),
+        # The run kills and restarts services itself, on its own timers, and applies (and reports) the
+        # restart policy for unplanned exits: the stack's own supervisor would restart its victims early.
+        "HITL_STACK_SUPERVISE": "false",
         # Faster recovery than production's defaults, so a run converges in minutes: a killed task
         # comes back after 75 s instead of an hour; poison events reach the DLQ after 3 short receives.
         "HITL_VISIBILITY_TIMEOUT": "75",

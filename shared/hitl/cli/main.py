@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -288,6 +289,42 @@ def stack_up(wait: bool = True) -> None:
     if wait:
         wait_ready(stack, [s.name for s in pipeline_services()])
     console.print(f"stack up; run: source {stack.env_file}")
+
+
+@stack_app.command("status")
+def stack_status(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """Each process of the local stack: running or not, and how often the supervisor restarted it."""
+    from hitl.stack import procs, supervisor
+
+    run_dir = get_settings().run_dir.resolve()
+    group = procs.ProcessGroup(run_dir)
+    state = supervisor.read_state(run_dir)
+    rows = []
+    for name in group.names():
+        pid = group.pid(name)
+        seen = state["services"].get(name, {})
+        rows.append(
+            {
+                "service": name,
+                "pid": pid,
+                "running": pid is not None and procs.alive(pid),
+                "restarts": int(seen.get("restarts", 0)),
+                "last_restart_at": seen.get("last_restart_at"),
+                "restart_pending_at": seen.get("restart_at"),
+            }
+        )
+    if as_json:
+        _emit_json({"supervisor_running": state["running"], "services": rows})
+        return
+    if not rows:
+        typer.echo(f"no local stack in {run_dir}")
+        return
+    typer.echo(f"supervisor: {'running' if state['running'] else 'not running'}")
+    for row in rows:
+        running = "running" if row["running"] else "exited" if row["restart_pending_at"] else "stopped"
+        last = row["last_restart_at"]
+        since = f", last at {time.strftime('%H:%M:%S', time.localtime(last))}" if last else ""
+        typer.echo(f"{row['service']:12} {running:8} pid {row['pid'] or '-':>7}  restarts {row['restarts']}{since}")
 
 
 @stack_app.command("down")

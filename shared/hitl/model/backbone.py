@@ -8,6 +8,7 @@ takes float32 N×3×H×W pixels in 0–255 and returns three maps: ``s16`` (96 c
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,7 @@ class Backbone:
         s16, s32 = self._session.run(["s16", "s32"], {"pixels": batch})
         return FeatureMaps(s16=s16[0], s32=s32[0], scale=scale, height=rh, width=rw)
 
-    def embed(self, images: list[np.ndarray], size: int, batch_size: int = 32) -> np.ndarray:
+    def embed(self, images: Sequence[np.ndarray], size: int, batch_size: int = 32) -> np.ndarray:
         """Global image embeddings (N×(1280+320+96)): each map averaged over the image, for image labels."""
         out = []
         for start in range(0, len(images), batch_size):

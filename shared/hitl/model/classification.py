@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hitl.model.backbone import Backbone
+from hitl.model.data import Lazy
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class ClassificationHead:
 
 
 def embed(backbone: Backbone, images: Sequence[np.ndarray], sizes: Sequence[int]) -> np.ndarray:
-    return np.concatenate([backbone.embed(list(images), size) for size in sizes], axis=1)
+    return np.concatenate([backbone.embed(images, size) for size in sizes], axis=1)
 
 
 def train_classification(
@@ -54,7 +55,8 @@ def train_classification(
     x = embed(backbone, images, cfg.sizes)
     y = np.asarray([labels.index(t) for t in targets])
     if cfg.flip:
-        x = np.concatenate([x, embed(backbone, [np.ascontiguousarray(im[:, ::-1]) for im in images], cfg.sizes)])
+        mirrors = Lazy(images, lambda im: np.ascontiguousarray(im[:, ::-1]))
+        x = np.concatenate([x, embed(backbone, mirrors, cfg.sizes)])
         y = np.concatenate([y, y])
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-3
     # Training only (the `train` extra): serving images carry no scikit-learn.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterable
-from typing import Any
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar, overload
 
 import numpy as np
 from PIL import Image
@@ -14,6 +16,11 @@ from hitl import aws
 from hitl.domain.manifest_validation import ImageInfo
 
 ImageLoader = Callable[[str], np.ndarray]
+T = TypeVar("T")
+U = TypeVar("U")
+# Decoded images an S3Images keeps: enough for a training pass's neighbours (an image and its mirror,
+# a classification batch), independent of the dataset's size.
+DEFAULT_KEPT_IMAGES = 64
 
 
 def decode_image(raw: bytes) -> tuple[np.ndarray, ImageInfo]:
@@ -34,27 +41,77 @@ def write_manifest(lines: Iterable[dict[str, Any] | str]) -> str:
 
 
 class S3Images:
-    """Fetch and decode ``s3://`` images once each; also answers validation's size lookups."""
+    """Fetch and decode ``s3://`` images on demand; also answers validation's size lookups.
 
-    def __init__(self, client: Any | None = None) -> None:
+    Only the ``keep`` most recently used decoded images stay in memory (a training set's pixels would
+    otherwise grow with the dataset, and the trainer process keeps this object across runs); what
+    validation needs to know about each image (size, format, bytes) is small and kept for every image.
+    """
+
+    def __init__(self, client: Any | None = None, keep: int = DEFAULT_KEPT_IMAGES) -> None:
         self._client = client
-        self._cache: dict[str, tuple[np.ndarray, ImageInfo]] = {}
+        self._keep = max(1, keep)
+        self._pixels: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._infos: dict[str, ImageInfo] = {}
+        self._lock = threading.Lock()
+        self.fetches = 0  # S3 reads so far: what a smaller ``keep`` costs
 
-    def _get(self, uri: str) -> tuple[np.ndarray, ImageInfo]:
-        found = self._cache.get(uri)
-        if found is None:
-            bucket, key = aws.parse_s3_uri(uri)
-            s3 = self._client or aws.client("s3")
-            found = decode_image(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-            self._cache[uri] = found
-        return found
+    def _load(self, uri: str) -> tuple[np.ndarray, ImageInfo]:
+        with self._lock:
+            pixels = self._pixels.get(uri)
+            if pixels is not None:
+                self._pixels.move_to_end(uri)
+                return pixels, self._infos[uri]
+        bucket, key = aws.parse_s3_uri(uri)
+        s3 = self._client or aws.client("s3")
+        pixels, info = decode_image(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        with self._lock:
+            self.fetches += 1
+            self._infos[uri] = info
+            self._pixels[uri] = pixels
+            while len(self._pixels) > self._keep:
+                self._pixels.popitem(last=False)
+        return pixels, info
 
     def image(self, uri: str) -> np.ndarray:
-        return self._get(uri)[0]
+        return self._load(uri)[0]
 
     def info(self, uri: str) -> ImageInfo | None:
         """None when the image cannot be read (validation then reports it by the line's own fields)."""
+        found = self._infos.get(uri)
+        if found is not None:
+            return found
         try:
-            return self._get(uri)[1]
+            return self._load(uri)[1]
         except Exception:  # noqa: BLE001 - unreadable or missing: the line's own checks still run
             return None
+
+    def kept(self) -> int:
+        """Decoded images held right now."""
+        with self._lock:
+            return len(self._pixels)
+
+
+class Lazy(Sequence[U]):
+    """``make(item)`` for each item, computed when indexed and never stored: a list of decoded
+    images would hold every one of them at once."""
+
+    def __init__(self, items: Sequence[T], make: Callable[[T], U]) -> None:
+        self._items = items
+        self._make = make
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> U: ...
+    @overload
+    def __getitem__(self, index: slice) -> Lazy[U]: ...
+    def __getitem__(self, index: int | slice) -> U | Lazy[U]:
+        if isinstance(index, slice):
+            return Lazy(self._items[index], self._make)
+        return self._make(self._items[index])
+
+    def __iter__(self) -> Iterator[U]:
+        for item in self._items:
+            yield self._make(item)

@@ -131,9 +131,11 @@ def make_anchors(sizes: np.ndarray, step: float) -> np.ndarray:
 
 @dataclass
 class _Variant:
-    """One training image (or its mirror) with its true boxes in grid cells."""
+    """One training image (or its mirror) with its true boxes in grid cells. It names its image by
+    index: the examples may load pixels on demand, and a variant must not hold them."""
 
-    example: BoxExample
+    examples: Sequence[BoxExample]
+    index: int
     flip: bool
     gt: np.ndarray  # G×4 grid-cell corners
     gt_labels: np.ndarray  # G
@@ -142,13 +144,14 @@ class _Variant:
     def feature_maps(self, backbone: Backbone, long_side: int) -> FeatureMaps:
         if self.maps is not None:
             return self.maps
-        pixels = self.example.image[:, ::-1] if self.flip else self.example.image
+        image = self.examples[self.index].image
+        pixels = image[:, ::-1] if self.flip else image
         return backbone.maps(np.ascontiguousarray(pixels), long_side)
 
 
 def _variants(examples: Sequence[BoxExample], labels: dict[str, int], cfg: DetectionConfig) -> list[_Variant]:
     out = []
-    for ex in examples:
+    for index, ex in enumerate(examples):
         height, width = ex.image.shape[:2]
         scale = cfg.long_side / max(height, width)
         for flip in (False, True) if cfg.flip else (False,):
@@ -157,7 +160,8 @@ def _variants(examples: Sequence[BoxExample], labels: dict[str, int], cfg: Detec
                 x0 = width - left - bw if flip else left
                 boxes.append(np.array([x0, top, x0 + bw, top + bh]) * scale / grid.GRID)
                 ids.append(labels[label])
-            out.append(_Variant(ex, flip, np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(ids, int)))
+            gt = np.asarray(boxes, np.float64).reshape(-1, 4)
+            out.append(_Variant(examples, index, flip, gt, np.asarray(ids, int)))
     return out
 
 

@@ -206,5 +206,9 @@ def evaluate(
 ) -> EvaluationReport:
     """Run ``predict`` (which should return every candidate, not only those above a threshold) over
     (image, truth) pairs and score it."""
-    predictions = [list(predict(image)) for image, _ in examples]
-    return evaluate_predictions([truth for _, truth in examples], predictions, labels, thresholds)
+    truths: list[Truth] = []
+    predictions: list[list[Prediction]] = []
+    for image, truth in examples:  # one pass: the examples may load each image when visited
+        predictions.append(list(predict(image)))
+        truths.append(truth)
+    return evaluate_predictions(truths, predictions, labels, thresholds)

@@ -9,9 +9,9 @@ invalid lines within the 20 % budget are dropped.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from hitl.model.artifact import ModelArtifact
 from hitl.model.backbone import Backbone, shared_backbone
 from hitl.model.calibration import Calibration, fit_platt
 from hitl.model.classification import ClassificationConfig, train_classification
+from hitl.model.data import Lazy
 from hitl.model.detection import BoxExample, DetectionConfig, train_detection
 from hitl.model.evaluation import EvaluationReport, Truth, evaluate, scored_candidates
 from hitl.model.predictor import LocalPredictor
@@ -36,6 +37,44 @@ from hitl.model.predictor import LocalPredictor
 log = get_logger(__name__)
 
 Example = tuple[np.ndarray, ManifestLine]
+
+
+class Examples(Sequence[Example]):
+    """(image, line) pairs whose lines are known up front and whose images are loaded when asked for:
+    training and evaluation visit one image at a time, so only the loader's cache is ever held."""
+
+    def __init__(self, lines: Sequence[ManifestLine], image: Callable[[int], np.ndarray]) -> None:
+        self.lines = list(lines)
+        self.image = image
+
+    @classmethod
+    def of(cls, pairs: Iterable[Example]) -> Examples:
+        if isinstance(pairs, Examples):
+            return pairs
+        held = list(pairs)
+        return cls([line for _, line in held], lambda i: held[i][0])
+
+    @classmethod
+    def loading(cls, lines: Sequence[ManifestLine], load_image: Callable[[str], np.ndarray]) -> Examples:
+        """Each image fetched by its ``source-ref`` whenever it is visited."""
+        refs = [line.source_ref for line in lines]
+        return cls(lines, lambda i: load_image(refs[i]))
+
+    def subset(self, indices: Sequence[int]) -> Examples:
+        picked = list(indices)
+        return Examples([self.lines[i] for i in picked], lambda j: self.image(picked[j]))
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    @overload
+    def __getitem__(self, index: int) -> Example: ...
+    @overload
+    def __getitem__(self, index: slice) -> Examples: ...
+    def __getitem__(self, index: int | slice) -> Example | Examples:
+        if isinstance(index, slice):
+            return self.subset(range(len(self.lines))[index])
+        return self.image(index), self.lines[index]
 
 
 @dataclass(frozen=True)
@@ -93,8 +132,9 @@ def train(
     cfg = config or TrainConfig()
     bb = backbone or shared_backbone()
     started = time.perf_counter()
-    calibration = fit_calibration(examples, cfg, bb) if cfg.calibrate else Calibration()
-    artifact = _train_head(examples, cfg, bb)
+    held = Examples.of(examples)
+    calibration = fit_calibration(held, cfg, bb) if cfg.calibrate else Calibration()
+    artifact = _train_head(held, cfg, bb)
     seconds = time.perf_counter() - started
     info = {**artifact.info, "train_seconds": round(seconds, 3)}
     return replace(artifact, info=info, calibration=calibration)
@@ -104,21 +144,22 @@ def calibration_folds(examples: Sequence[Example], cfg: TrainConfig) -> list[tup
     """Two-fold split of the images as (fit indices, held-out indices) pairs: every image is held out
     once. Images are dealt out per label set, so both halves see every label; a fold whose fit half
     misses a label is dropped. Empty below ``calibration_min_images``."""
-    n = len(examples)
+    lines = Examples.of(examples).lines
+    n = len(lines)
     if n < cfg.calibration_min_images:
         return []
     rng = np.random.default_rng(cfg.seed + 7919)
     halves: tuple[list[int], list[int]] = ([], [])
     dealt: dict[tuple[str, ...], int] = {}
     for i in (int(k) for k in rng.permutation(n)):
-        names = labels_of([examples[i][1]])
+        names = labels_of([lines[i]])
         turn = dealt.get(names, 0)
         halves[turn % 2].append(i)
         dealt[names] = turn + 1
-    everything = labels_of([line for _, line in examples])
+    everything = labels_of(lines)
     folds = []
     for fit, held in ((halves[0], halves[1]), (halves[1], halves[0])):
-        if held and labels_of([examples[i][1] for i in fit]) == everything:
+        if held and labels_of([lines[i] for i in fit]) == everything:
             folds.append((sorted(fit), sorted(held)))
     return folds
 
@@ -127,36 +168,38 @@ def fit_calibration(examples: Sequence[Example], cfg: TrainConfig, backbone: Bac
     """Cross-fit: train on one half, score the other (and the other way round), fit the map on every
     held-out candidate. Identity when there is too little to fit on."""
     scored: list[tuple[float, bool]] = []
-    for fit, held in calibration_folds(examples, cfg):
+    every = Examples.of(examples)
+    for fit, held in calibration_folds(every, cfg):
         try:
-            probe = _train_head([examples[i] for i in fit], cfg, backbone)
+            probe = _train_head(every.subset(fit), cfg, backbone)
         except ValueError:
             continue
         predictor = LocalPredictor(probe, "calibration", backbone)
-        truths = [truth_of(examples[i][1]) for i in held]
-        predictions = [predictor.predict(examples[i][0], min_confidence=0.0) for i in held]
+        truths = [truth_of(every.lines[i]) for i in held]
+        predictions = [predictor.predict(every.image(i), min_confidence=0.0) for i in held]
         scored += scored_candidates(truths, predictions, probe.labels)
     if not scored:
         return Calibration()
     return fit_platt([c / 100.0 for c, _ in scored], [t for _, t in scored])
 
 
-def _train_head(examples: Sequence[Example], cfg: TrainConfig, bb: Backbone) -> ModelArtifact:
-    lines = [line for _, line in examples]
+def _box_example(image: np.ndarray, line: ManifestLine) -> BoxExample:
+    assert isinstance(line, DetectionLine)
+    return BoxExample(image, [(name, (a.left, a.top, a.width, a.height)) for name, a in line.boxes()])
+
+
+def _train_head(examples: Examples, cfg: TrainConfig, bb: Backbone) -> ModelArtifact:
+    lines = examples.lines
     if not lines:
         raise ValueError("no training examples")
     labels = labels_of(lines)
     started = time.perf_counter()
     if _kind(lines) == "detection":
-        boxes = [
-            BoxExample(image, [(name, (a.left, a.top, a.width, a.height)) for name, a in line.boxes()])
-            for image, line in examples
-            if isinstance(line, DetectionLine)
-        ]
+        boxes = Lazy(range(len(lines)), lambda i: _box_example(examples.image(i), lines[i]))
         head: Any = train_detection(bb, boxes, labels, cfg.detection, seed=cfg.seed)
     else:
         targets = [line.label for line in lines if isinstance(line, ClassificationLine)]
-        head = train_classification(bb, [image for image, _ in examples], targets, labels, cfg.classification)
+        head = train_classification(bb, Lazy(range(len(lines)), examples.image), targets, labels, cfg.classification)
     seconds = time.perf_counter() - started
     info = {"train_images": len(examples), "train_seconds": round(seconds, 3), "labels": list(labels)}
     log.info("model.trained", kind=_kind(lines), images=len(examples), labels=len(labels), seconds=round(seconds, 2))
@@ -172,7 +215,8 @@ def evaluate_artifact(
     """Score an artifact on (image, line) examples. Without ``thresholds`` each label's best-F1
     threshold on these examples is assumed, as Rekognition does on the test set."""
     predictor = LocalPredictor(artifact, "evaluation", backbone)
-    pairs = [(image, truth_of(line)) for image, line in examples]
+    held = Examples.of(examples)
+    pairs = Lazy(range(len(held)), lambda i: (held.image(i), truth_of(held.lines[i])))
     return evaluate(lambda im: predictor.predict(im, min_confidence=0.0), pairs, artifact.labels, thresholds)
 
 
@@ -212,10 +256,10 @@ def train_from_manifest(
             raise DatasetRejected(test_report)
         test_parsed = parse_valid(test_lines, test_report)
     started = time.perf_counter()
-    artifact = train([(load_image(x.source_ref), x) for x in train_parsed], config, backbone)
+    artifact = train(Examples.loading(train_parsed, load_image), config, backbone)
     seconds = time.perf_counter() - started
     evaluation = None
     if test_parsed:
-        evaluation = evaluate_artifact(artifact, [(load_image(x.source_ref), x) for x in test_parsed], backbone)
+        evaluation = evaluate_artifact(artifact, Examples.loading(test_parsed, load_image), backbone)
         artifact = artifact.with_evaluation(evaluation)
     return TrainResult(artifact, train_report, test_report, evaluation, seconds)

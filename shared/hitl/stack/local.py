@@ -23,15 +23,17 @@ from hitl import aws
 from hitl.logs import get_logger
 from hitl.settings import Settings
 from hitl.stack import iam as stack_iam
-from hitl.stack import persist, procs
+from hitl.stack import persist, procs, supervisor
 from hitl.stack.bootstrap import bootstrap
 
 log = get_logger("hitl.stack")
 
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 REGION = "us-east-1"
-# Workers stop before what they depend on.
+# The supervisor first (nothing is revived while the stack goes down), then workers before what they
+# depend on.
 STOP_ORDER = (
+    supervisor.NAME,
     *("intake", "ingestor", "reconciler", "detector", "dispatcher", "trainer", "beat", "monitor"),
     *("review", "moto", "redis"),
 )
@@ -207,6 +209,8 @@ def up(settings: Settings, run_dir: Path, services: list[Service] | None = None)
     for index, service in enumerate(services if services is not None else pipeline_services()):
         env = {**_service_env(stack, service, index), **iam_env.get(service.name, {})}
         stack.group.start(service.name, [sys.executable, "-m", service.module], env)
+    if settings.stack_supervise:
+        stack.group.start(supervisor.NAME, [sys.executable, "-m", "hitl.stack.supervisor", str(run_dir)], stack.env)
     write_env_file(stack)
     return stack
 

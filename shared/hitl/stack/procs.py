@@ -2,12 +2,15 @@
 
 Each process started gets a pid file under ``<run_dir>/pids`` and a log under ``<run_dir>/logs``;
 stopping reads those pid files and signals exactly those processes (their process groups), so a
-``down`` never touches anything it did not start.
+``down`` never touches anything it did not start. Starting, stopping and reviving one name hold that
+name's lock file, so the supervisor and a caller (``down``, a test, the chaos harness) never both
+start it, and a process stopped on purpose (its pid file removed) is never revived.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import random
@@ -17,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 
@@ -90,8 +93,18 @@ class ProcessGroup:
         self.pid_dir = run_dir / "pids"
         self.log_dir = run_dir / "logs"
 
-    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
+    @contextlib.contextmanager
+    def _locked(self, name: str) -> Iterator[None]:
         self.pid_dir.mkdir(parents=True, exist_ok=True)
+        with (self.pid_dir / f"{name}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            yield
+
+    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
+        with self._locked(name):
+            return self._start(name, argv, env)
+
+    def _start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         existing = self.pid(name)
         if existing is not None and alive(existing):
@@ -123,9 +136,21 @@ class ProcessGroup:
     def restart(self, name: str, extra_env: Mapping[str, str] | None = None, grace: float = 15.0) -> int:
         """Stop ``name`` if it runs, then start it again with the argv and environment it was started
         with (plus ``extra_env``)."""
-        command = json.loads(self._command_file(name).read_text())
-        self.stop(name, grace)
-        return self.start(name, command["argv"], {**command["env"], **(extra_env or {})})
+        with self._locked(name):
+            command = json.loads(self._command_file(name).read_text())
+            self._stop(name, grace)
+            return self._start(name, command["argv"], {**command["env"], **(extra_env or {})})
+
+    def revive(self, name: str) -> int | None:
+        """Start ``name`` again as it was started, if its pid file names a process that is gone (it
+        exited by itself); None when it runs, or was stopped on purpose (no pid file)."""
+        with self._locked(name):
+            pid = self.pid(name)
+            if pid is None or alive(pid) or not self._command_file(name).exists():
+                return None
+            command = json.loads(self._command_file(name).read_text())
+            (self.pid_dir / f"{name}.pid").unlink(missing_ok=True)
+            return self._start(name, command["argv"], command["env"])
 
     def pid(self, name: str) -> int | None:
         path = self.pid_dir / f"{name}.pid"
@@ -140,6 +165,10 @@ class ProcessGroup:
         return sorted(p.stem for p in self.pid_dir.glob("*.pid"))
 
     def stop(self, name: str, grace: float = 15.0) -> bool:
+        with self._locked(name):
+            return self._stop(name, grace)
+
+    def _stop(self, name: str, grace: float) -> bool:
         pid = self.pid(name)
         path = self.pid_dir / f"{name}.pid"
         if pid is None:

@@ -116,12 +116,12 @@ class EmbeddedBackend:
     def serving_score(self, serving: str, data: TrainingSet) -> float | None:
         """The serving version scored on this same test split (its own assumed thresholds)."""
         from hitl.domain.manifest_validation import validate_manifest
-        from hitl.model.training import evaluate_artifact, parse_valid
+        from hitl.model.training import Examples, evaluate_artifact, parse_valid
 
         raw = [json.dumps(line) for line in data.test_lines]
         parsed = parse_valid(raw, validate_manifest(raw, self.images.info))
         artifact = self.registry.artifact(serving)
-        report = evaluate_artifact(artifact, [(self.images.image(x.source_ref), x) for x in parsed], thresholds=None)
+        report = evaluate_artifact(artifact, Examples.loading(parsed, self.images.image), thresholds=None)
         return float(report.f1)
 
     def deploy(self, candidate: Candidate, inference_units: int) -> None:
