@@ -180,9 +180,22 @@ def read_env() -> dict[str, str]:
 
 
 def main() -> None:
-    from hitl.entry import parse_args
+    global N_IMAGES, N_NOOP, CONCURRENCY
+    import argparse
 
-    parse_args("python bench/bench_pipeline.py")
+    parser = argparse.ArgumentParser(
+        prog="python bench/bench_pipeline.py",
+        description=(__doc__ or "").strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Each option's default comes from the environment variable named beside it.",
+    )
+    parser.add_argument("--images", type=int, default=N_IMAGES, help="images through the pipeline (BENCH_IMAGES)")
+    parser.add_argument("--noop-tasks", type=int, default=N_NOOP, help="bare Celery tasks (BENCH_NOOP_TASKS)")
+    parser.add_argument(
+        "--concurrency", default=CONCURRENCY, help="worker processes, HITL_WORKER_CONCURRENCY (BENCH_CONCURRENCY)"
+    )
+    args = parser.parse_args()
+    N_IMAGES, N_NOOP, CONCURRENCY = args.images, args.noop_tasks, str(args.concurrency)
     env = stack_env()
     redis.Redis.from_url(REDIS_URL).flushdb()
     subprocess.run([HITL, "stack", "down"], env=env, check=False, capture_output=True)

@@ -47,9 +47,13 @@ def signed_in(url: str, name: str, password: str) -> httpx.Client:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--attempts", type=int, default=500)
-    parser.add_argument("--clients", type=int, default=40)
+    parser = argparse.ArgumentParser(
+        prog="python bench/bench_security.py",
+        description=(__doc__ or "").strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--attempts", type=int, default=500, help="sign-ins with wrong passwords (default 500)")
+    parser.add_argument("--clients", type=int, default=40, help="concurrent clients, one address each (default 40)")
     args = parser.parse_args()
     run_dir = Path(tempfile.mkdtemp(prefix="hitl-bench-security-"))
     group = procs.ProcessGroup(run_dir / "procs")

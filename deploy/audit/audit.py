@@ -23,7 +23,15 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="python deploy/audit/audit.py",
+        description=(__doc__ or "").strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Needs pip-audit in .venv-audit (make audit installs it from deploy/audit/requirements.txt).",
+    ).parse_args(argv)
     pip_audit = ROOT / ".venv-audit" / "bin" / "pip-audit"
     ignored: dict[str, str] = json.loads((HERE / "ignored.json").read_text())["ignored"]
     with tempfile.TemporaryDirectory() as folder:

@@ -10,7 +10,6 @@ venv's, the set is only what the image needs. Extras naming the project itself
 from __future__ import annotations
 
 import re
-import sys
 import tomllib
 from pathlib import Path
 
@@ -36,6 +35,12 @@ def requirements(pyproject: Path, extras: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "pyproject.toml")
-    wanted = [e for e in (sys.argv[2] if len(sys.argv) > 2 else "").split(",") if e]
-    print("\n".join(requirements(path, wanted)))
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python deploy/image/requirements.py", description=(__doc__ or "").strip().splitlines()[0]
+    )
+    parser.add_argument("pyproject", nargs="?", type=Path, default=Path("pyproject.toml"))
+    parser.add_argument("extras", nargs="?", default="", help="comma-separated extras, e.g. local,train")
+    args = parser.parse_args()
+    print("\n".join(requirements(args.pyproject, [e for e in args.extras.split(",") if e])))

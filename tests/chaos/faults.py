@@ -424,7 +424,7 @@ class Injector:
 
 
 def completed_event(found: dict[str, Any]) -> dict[str, Any]:
-    """DescribeHumanLoop's answer as the EventBridge event an SQS target receives (REFERENCE.md §3)."""
+    """DescribeHumanLoop's answer as the EventBridge event an SQS target receives (docs/formats.md §3)."""
     created = found.get("CreationTime")
     return {
         "version": "0",

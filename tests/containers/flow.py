@@ -1,8 +1,8 @@
 """The 30-image check, against any running stack a client reaches through ``env`` (``stack.env``):
 submit → detect → human loop → simulated reviewer (``hitl review --auto``) → ingest → dataset line.
 
-Shared by the container-stack test, the compose check (deploy/compose/check.py) and the container
-benchmark: each image's record, each loop's status and each dataset line is checked.
+Shared by the container-stack test, the compose check (tests/containers/compose_check.py) and the
+container benchmark: each image's record, each loop's status and each dataset line is checked.
 """
 
 from __future__ import annotations

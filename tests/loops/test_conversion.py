@@ -65,7 +65,8 @@ PIZZA_OUTPUT: dict[str, Any] = {
     ],
 }
 
-# The object-detection blog's sample output.json (seeds/sagemaker-object-detection-a2i.txt).
+# The sample output.json of the AWS Machine Learning Blog post "Object detection and model retraining
+# with Amazon SageMaker and Amazon Augmented AI".
 BICYCLE_OUTPUT: dict[str, Any] = {
     "flowDefinitionArn": "arn:aws:sagemaker:us-east-1:111122223333:flow-definition/fd-sagemaker-object-detection-demo",
     "humanAnswers": [

@@ -12,7 +12,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from hitl.stack import engine as engines
@@ -98,5 +97,18 @@ def container_name(service: str) -> str:
     return f"{PROJECT}_{service}_1"
 
 
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m hitl.stack.compose", description=(__doc__ or "").strip().splitlines()[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{up,down}")
+    commands.add_parser("up", help="build what is missing, write the secrets, start every service")
+    commands.add_parser("down", help="stop and remove the services and their volumes")
+    args = parser.parse_args(argv)
+    {"up": up, "down": down}[args.command]()
+
+
 if __name__ == "__main__":
-    {"up": up, "down": down}[sys.argv[1]]()
+    main()
