@@ -79,6 +79,8 @@ class RouteDecision(BaseModel):
     top_confidence: float | None = None
     threshold: float | None = None
     sample_seq: int | None = None
+    # The routing strategy that decided (Routing-Strategy); None on records from before strategies.
+    strategy: str | None = None
 
     @property
     def review(self) -> bool:
