@@ -206,7 +206,8 @@ def run(target: str, seed: int, strategy: Strategy, items: Stream, test: list[It
         labels: tuple[str, ...], max_reviews: int, audit_images: int) -> dict[str, Any]:  # fmt: skip
     started = time.perf_counter()
     checkpoints = [c for c in CHECKPOINTS if c <= max_reviews]
-    labelled = [BoxExample(item.image, item.boxes) for item in (items[i] for i in range(SEED_LABELS))]  # seed labels: correct
+    # The seed labels are correct: they are the dataset the pipeline starts from.
+    labelled = [BoxExample(items[i].image, items[i].boxes) for i in range(SEED_LABELS)]
     model = fit(bb, labelled, labels, test, seed)
     curve = [{"reviews": 0, "f1": round(model.f1, 4)}]
     position, reviews = SEED_LABELS, 0
