@@ -218,3 +218,14 @@ def test_the_guarantee_holds_in_simulation() -> None:
         if result.threshold is not None and true_precision(result.threshold) < 0.95:
             failures += 1
     assert failures / runs <= 0.08
+
+
+def test_priority_is_the_strategys_value_of_a_review() -> None:
+    assert route([pred(40)], policy("threshold"), None).priority is None  # oldest first
+    assert route([pred(50)], policy("uncertainty"), None).priority == pytest.approx(1.0)
+    assert route([pred(65)], policy("uncertainty"), None).priority == pytest.approx(box_entropy(65), abs=1e-6)
+    assert route([], policy("uncertainty"), None).priority == 1.0
+    assert route([pred(99)], policy("uncertainty"), None).priority is None  # not routed
+    # The audit sample outranks every candidate, so rationing never starves it.
+    assert route([pred(99)], policy("uncertainty"), sample_seq=10).priority == 2.0
+    assert route([pred(40)], policy("threshold"), sample_seq=10).priority == 2.0

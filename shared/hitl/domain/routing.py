@@ -17,6 +17,9 @@ from hitl.domain.strategies import (
     uncertainty_gate,
 )
 
+# Audit samples go first when reviews are rationed: the auto-accept guarantee needs an unbiased sample.
+AUDIT_PRIORITY = 2.0
+
 # Cosine distance between two image descriptors below which the second is a near-duplicate of the
 # first (diverse-uncertainty): noise and brightness changes of one scene stay far below it.
 NEAR_DUPLICATE_DISTANCE = 0.02
@@ -68,6 +71,18 @@ def needs_label(
     return not is_near_duplicate(descriptor, recent, NEAR_DUPLICATE_DISTANCE)
 
 
+def priority(predictions: Sequence[Prediction], policy: RoutingPolicy, image_key: str = "") -> float | None:
+    """The strategy's value of a review of this image, 0–1 (higher first): the image's uncertainty
+    (1 when nothing was found), or for ``random`` its draw; None for ``threshold`` (oldest first)."""
+    if policy.strategy == "threshold":
+        return None
+    if policy.strategy == "random":
+        return round(random_key(image_key, "priority"), 6)
+    if not predictions:
+        return 1.0
+    return round(image_uncertainty([p.confidence for p in predictions]), 6)
+
+
 def route(
     predictions: Sequence[Prediction],
     policy: RoutingPolicy,
@@ -97,10 +112,12 @@ def route(
         reasons.append("low_confidence")
     if policy.sampling_enabled and is_audit_sample(sample_seq, policy.sampling_interval):
         reasons.append("audit")
+    value = AUDIT_PRIORITY if "audit" in reasons else priority(predictions, policy, image_key) if reasons else None
     return RouteDecision(
         reasons=reasons,
         top_confidence=top.confidence if top else None,
         threshold=threshold,
         sample_seq=sample_seq,
         strategy=policy.strategy,
+        priority=value,
     )

@@ -80,6 +80,8 @@ def input_content(record: DetectionRecord, labels: list[str]) -> dict[str, Any]:
     }
     if labels:
         content["labels"] = labels
+    if record.route.priority is not None:
+        content["priority"] = record.route.priority
     return content
 
 
