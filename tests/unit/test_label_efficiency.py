@@ -11,6 +11,7 @@ from hitl.domain.auto_accept import (
     minimum_audits,
     per_label,
 )
+from hitl.domain.budget import BudgetLimits, Waiting, free_slots, rank
 from hitl.domain.records import PixelBox, Prediction
 from hitl.domain.routing import RoutingPolicy, route
 from hitl.domain.strategies import (
@@ -24,6 +25,7 @@ from hitl.domain.strategies import (
     select,
     uncertainty_gate,
 )
+from hitl.domain.waiting import PipelineState, explain
 
 
 def cand(key: str, arrival: float, top: float | None, emb: list[float] | None = None) -> Candidate:
@@ -229,3 +231,26 @@ def test_priority_is_the_strategys_value_of_a_review() -> None:
     # The audit sample outranks every candidate, so rationing never starves it.
     assert route([pred(99)], policy("uncertainty"), sample_seq=10).priority == 2.0
     assert route([pred(40)], policy("threshold"), sample_seq=10).priority == 2.0
+
+
+def test_free_slots_take_the_tighter_limit_and_none_without_limits() -> None:
+    assert free_slots(BudgetLimits(0, 0), 500, 500) is None
+    assert free_slots(BudgetLimits(10, 0), 7, 99) == 3
+    assert free_slots(BudgetLimits(10, 4), 7, 3) == 1
+    assert free_slots(BudgetLimits(10, 4), 12, 0) == 0
+
+
+def test_waiting_images_rank_audits_first_then_by_strategy() -> None:
+    def w(image_id: str, priority: float | None, arrival: float, audit: bool = False) -> Waiting:
+        return Waiting(image_id, f"det-{image_id}", 0, priority, arrival, audit)
+
+    waiting = [w("old", 0.2, 1), w("sure", 0.1, 2), w("unsure", 0.9, 3), w("audit", 2.0, 4, True)]
+    assert [x.image_id for x in rank(waiting, "uncertainty")] == ["audit", "unsure", "old", "sure"]
+    assert [x.image_id for x in rank(waiting, "threshold")] == ["audit", "old", "sure", "unsure"]
+
+
+def test_status_says_an_image_waits_for_the_budget() -> None:
+    entry = {"state": "detected", "route": "low_confidence", "loop_name": "det-x", "loop_status": "waiting_budget"}
+    line = explain(entry, PipelineState(serving_version="v1"))
+    assert "waiting for the review budget" in line
+    assert "Max-Human-Reviews-Per-Hour" in line
