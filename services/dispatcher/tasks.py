@@ -6,9 +6,9 @@ from typing import Any
 
 from hitl.celery_app import PipelineTask, app
 from hitl.detect import DISPATCH_TASK
-from hitl.loops.ingest import celery_redispatch
 from hitl.logs import get_logger
 from hitl.loops.dispatch import Dispatcher, release_waiting
+from hitl.loops.ingest import celery_redispatch
 from hitl.settings import get_settings
 
 log = get_logger("hitl.dispatcher")
