@@ -10,9 +10,10 @@ strategy, so strategies differ only in what they send):
   of 2–3 near-duplicates (the same scene with other brightness and sensor noise), as frames of one
   camera do;
 - the model (the embedded box model, ``hitl.model.detection``, at a small image size) starts from 10
-  seed labels; every round the strategy picks from the waiting images (arrived, not yet reviewed, at
-  most ``MAX_WAITING``, oldest dropped first) up to the reviews left before the next retraining; the
-  rest wait and are re-ranked with the next round;
+  seed labels; each arriving image is detected by the model of the moment and routed or not, as the
+  detector does (``hitl.domain.strategies.is_candidate``); every round the strategy picks from the
+  routed images waiting (at most ``MAX_WAITING``, oldest dropped first) up to the reviews left before
+  the next retraining, as the review budget does; the rest wait and are re-ranked with the next round;
 - a simulated reviewer answers with the true boxes, each box wrong with probability 5 % (left out,
   or shifted by 60 % of its size so it no longer matches);
 - the model is retrained at fixed review counts (``CHECKPOINTS``) and scored on a fixed test split
@@ -49,7 +50,7 @@ import numpy as np
 
 from hitl.domain.auto_accept import auto_accept_threshold
 from hitl.domain.records import PixelBox, Prediction
-from hitl.domain.strategies import STRATEGIES, Candidate, Strategy, image_uncertainty, select
+from hitl.domain.strategies import STRATEGIES, Candidate, Strategy, image_uncertainty, is_candidate, select
 from hitl.model.backbone import Backbone, FeatureMaps
 from hitl.model.detection import BoxExample, DetectionConfig, DetectionHead, train_detection
 from hitl.model.evaluation import Truth, evaluate_predictions, scored_candidates
@@ -202,6 +203,19 @@ def fit(bb: Backbone, labelled: list[BoxExample], labels: tuple[str, ...], test:
     return Model(head, report.thresholds, report.f1, predictions)
 
 
+def arrival(model: Model, bb: CachedBackbone, item: Item, i: int, strategy: Strategy) -> Candidate:
+    preds = detect(model.head, bb, item.image, model.thresholds)
+    top = max(preds, key=lambda p: p.confidence, default=None)
+    return Candidate(
+        key=str(i),
+        arrival=float(i),
+        top_confidence=top.confidence if top else None,
+        threshold=THRESHOLD,
+        uncertainty=image_uncertainty([p.confidence for p in preds]),
+        embedding=bb.embedding(item.image) if strategy == "diverse-uncertainty" else None,
+    )
+
+
 def run(target: str, seed: int, strategy: Strategy, items: Stream, test: list[Item], bb: CachedBackbone,
         labels: tuple[str, ...], max_reviews: int, audit_images: int) -> dict[str, Any]:  # fmt: skip
     started = time.perf_counter()
@@ -211,44 +225,31 @@ def run(target: str, seed: int, strategy: Strategy, items: Stream, test: list[It
     model = fit(bb, labelled, labels, test, seed)
     curve = [{"reviews": 0, "f1": round(model.f1, 4)}]
     position, reviews = SEED_LABELS, 0
-    waiting: list[int] = []
+    waiting: list[Candidate] = []
     recent: list[np.ndarray] = []
-    cache: dict[int, list[Prediction]] = {}
     for checkpoint in checkpoints:
         while reviews < checkpoint and position < len(items):
-            arrivals = list(range(position, min(position + ARRIVALS, len(items))))
-            position += len(arrivals)
-            waiting = (waiting + arrivals)[-MAX_WAITING:]
-            candidates = []
-            for i in waiting:
-                if i not in cache:
-                    cache[i] = detect(model.head, bb, items[i].image, model.thresholds)
-                preds = cache[i]
-                top = max(preds, key=lambda p: p.confidence, default=None)
-                candidates.append(
-                    Candidate(
-                        key=str(i),
-                        arrival=float(i),
-                        top_confidence=top.confidence if top else None,
-                        threshold=THRESHOLD,
-                        uncertainty=image_uncertainty([p.confidence for p in preds]),
-                        embedding=bb.embedding(items[i].image) if strategy == "diverse-uncertainty" else None,
-                    )
-                )
+            # Each arrival is detected by the model serving then, and routed or not at that moment,
+            # as the detector does; routed images wait for a review slot (the oldest drop out).
+            for i in range(position, min(position + ARRIVALS, len(items))):
+                candidate = arrival(model, bb, items[i], i, strategy)
+                if is_candidate(candidate, strategy):
+                    waiting.append(candidate)
+            position = min(position + ARRIVALS, len(items))
+            waiting = waiting[-MAX_WAITING:]
             chosen = select(
-                candidates, strategy, checkpoint - reviews,
+                waiting, strategy, checkpoint - reviews,
                 recent=np.stack(recent[-50:]) if recent else None, salt=f"{target}/{seed}",
             )  # fmt: skip
             for c in chosen:
                 i = int(c.key)
                 labelled.append(BoxExample(items[i].image, reviewer_answer(items[i], seed)))
-                if strategy == "diverse-uncertainty":
-                    recent.append(bb.embedding(items[i].image))
-            picked = {int(c.key) for c in chosen}
-            waiting = [i for i in waiting if i not in picked]
+                if c.embedding is not None:
+                    recent.append(c.embedding)
+            picked = {c.key for c in chosen}
+            waiting = [c for c in waiting if c.key not in picked]
             reviews += len(chosen)
         model = fit(bb, labelled, labels, test, seed)
-        cache.clear()
         curve.append({"reviews": reviews, "f1": round(model.f1, 4)})
         if reviews < checkpoint:
             break  # the stream ran out before this strategy found enough to review
