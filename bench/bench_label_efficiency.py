@@ -370,13 +370,29 @@ def best_of(per_strategy: dict[str, dict[str, Any]]) -> str:
     return min(per_strategy, key=rank)
 
 
+def ratios(per: dict[str, dict[str, Any]], best: str) -> dict[str, float | None]:
+    """The best strategy's reviews to F1 0.93 as a share of random's and threshold's (the issue's
+    goals: ≤ 0.6 and ≤ 0.8); null when one of them does not get there on every seed."""
+
+    def mean(name: str) -> float | None:
+        value = per.get(name, {}).get("reviews_to_f1_093", {}).get("mean")
+        return float(value) if value is not None else None
+
+    b, rnd, thr = mean(best), mean("random"), mean("threshold")
+    return {
+        "best_vs_random": round(b / rnd, 3) if b is not None and rnd else None,
+        "best_vs_threshold": round(b / thr, 3) if b is not None and thr else None,
+    }
+
+
 def summary(rows: list[dict[str, Any]], args: Any, seconds: float) -> dict[str, Any]:
     targets: dict[str, Any] = {}
     for target in args.targets:
         per = {s: summarise_strategy([r for r in rows if r["target"] == target and r["strategy"] == s])
                for s in args.strategies if any(r["target"] == target and r["strategy"] == s for r in rows)}  # fmt: skip
         if per:
-            targets[target] = {"strategies": per, "best_strategy": best_of(per)}
+            best = best_of(per)
+            targets[target] = {"strategies": per, "best_strategy": best, **ratios(per, best)}
 
     def across(strategy: str) -> float | None:
         """Mean reviews to F1 0.93 on the worse target (null unless every target and seed got there)."""
