@@ -35,6 +35,7 @@ mutation: venv
 bench: venv apt model
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_model.py
+	$(BIN)/python bench/bench_label_efficiency.py
 
 # The full chaos run (2,000 images, seeded faults; HITL_CHAOS_SEED overrides the seed):
 # writes bench/results/chaos.json and chaos.png. `make test` runs only the smoke version.

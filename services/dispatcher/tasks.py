@@ -7,7 +7,8 @@ from typing import Any
 from hitl.celery_app import PipelineTask, app
 from hitl.detect import DISPATCH_TASK
 from hitl.logs import get_logger
-from hitl.loops.dispatch import Dispatcher
+from hitl.loops.dispatch import Dispatcher, release_waiting
+from hitl.loops.ingest import celery_redispatch
 from hitl.settings import get_settings
 
 log = get_logger("hitl.dispatcher")
@@ -45,3 +46,12 @@ def start_loop(
     self: Any, image_id: str, detection_id: str, enqueued_at: float | None = None, attempt: int = 0
 ) -> str | None:
     return dispatcher().dispatch(image_id, detection_id, attempt).loop_name
+
+
+RELEASE_TASK = "hitl.dispatch.release_waiting"
+
+
+@app.task(name=RELEASE_TASK)
+def release_waiting_reviews() -> int:
+    """From beat: the best images waiting for the review budget are dispatched as slots free up."""
+    return len(release_waiting(dispatcher(), celery_redispatch))

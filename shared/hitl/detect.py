@@ -23,6 +23,7 @@ from hitl.domain.records import (
     detection_id_for,
 )
 from hitl.domain.routing import RoutingPolicy, route
+from hitl.domain.strategies import image_descriptor
 from hitl.logs import get_logger
 from hitl.loops.status import LoopStatusWriter
 from hitl.params import ParameterStore
@@ -133,14 +134,29 @@ class Detector:
             label_overrides=snapshot.label_overrides,
             sampling_enabled=snapshot.sampling_enabled,
             sampling_interval=snapshot.sampling_interval,
+            strategy=snapshot.routing_strategy,
         )
         sample_seq = (
             self.index.sample_sequence(snapshot.sampling_epoch, request.image_id)
             if policy.review_enabled and policy.sampling_enabled and not request.annotate
             else None
         )
+        descriptor, recent = None, None
+        if policy.strategy == "diverse-uncertainty" and version != NO_MODEL_VERSION and not request.annotate:
+            # A cheap descriptor of the pixels (any backend has them; only the local one has an
+            # embedding), compared with the images recently sent so near-duplicates are not all sent.
+            descriptor = image_descriptor(image.pixels)
+            recent = self.index.recent_descriptors(exclude=request.image_id)
         decision = (
-            route(predictions, policy, sample_seq, annotate=request.annotate)
+            route(
+                predictions,
+                policy,
+                sample_seq,
+                annotate=request.annotate,
+                image_key=request.image_id,
+                descriptor=descriptor,
+                recent=recent,
+            )
             if version != NO_MODEL_VERSION
             # Cold start is a mode: an empty task of the flow's kind, labelled from scratch.
             else RouteDecision(reasons=["cold_start"])
@@ -165,6 +181,8 @@ class Detector:
             source=request.source,
         )
         record_uri = self.records.put(record)
+        if descriptor is not None and "low_confidence" in decision.reasons:
+            self.index.remember_descriptor(request.image_id, descriptor)
         if decision.review:
             # Sent before the index says "detected": a crash in between redelivers and re-sends, and the
             # dispatcher is idempotent; the other order could lose the review. Marked pending first:

@@ -68,6 +68,9 @@ SERVING_VERSION = Gauge(
 
 # --- human loops -----------------------------------------------------------------------------------
 LOOPS_STARTED = Counter("hitl_loops_started_total", "Human loops started", ["reason"])
+LOOPS_WAITING_BUDGET = Counter(
+    "hitl_loops_waiting_budget_total", "Dispatches that found the review budget spent: the image waits for a slot"
+)
 LOOP_CONFLICTS = Counter("hitl_loop_conflicts_total", "StartHumanLoop answered Conflict (already started)")
 LOOP_THROTTLES = Counter("hitl_loop_throttles_total", "StartHumanLoop throttled or over quota", ["error"])
 LOOP_DURATION = Histogram(

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from hitl import aws
+from hitl.domain.strategies import DEFAULT_STRATEGY, STRATEGIES, Strategy
 from hitl.settings import Settings, get_settings
 
 
@@ -23,6 +24,7 @@ class ParamSpec:
     default: str
     kind: type
     help: str
+    choices: tuple[str, ...] = ()
 
 
 SPECS: dict[str, ParamSpec] = {
@@ -52,6 +54,32 @@ SPECS: dict[str, ParamSpec] = {
             dict,
             'per-label thresholds as JSON, e.g. {"face": 80}',
         ),
+        ParamSpec(
+            "Routing-Strategy",
+            DEFAULT_STRATEGY,
+            str,
+            "which images go to review: threshold | uncertainty | diverse-uncertainty | random "
+            "(docs/label-efficiency.md)",
+            STRATEGIES,
+        ),
+        ParamSpec(
+            "Max-Human-Reviews-Per-Hour",
+            "0",
+            int,
+            "human loops started per rolling hour at most; 0: no limit (docs/label-efficiency.md)",
+        ),
+        ParamSpec(
+            "Max-Open-Human-Loops",
+            "0",
+            int,
+            "human loops in progress at once at most; 0: no limit (docs/label-efficiency.md)",
+        ),
+        ParamSpec(
+            "Target-Auto-Accept-Precision",
+            "0.95",
+            float,
+            "precision the auto-accept threshold must show at 95 % confidence from the audits",
+        ),
     )
 }
 
@@ -78,7 +106,16 @@ def parse(name: str, raw: str) -> Any:
             if not isinstance(value, dict) or not all(isinstance(v, int | float) for v in value.values()):
                 raise ValueError("expected a JSON object of label → number")
             return {str(k): float(v) for k, v in value.items()}
-        return spec.kind(text)
+        if spec.choices:
+            if text.lower() not in spec.choices:
+                raise ValueError(f"expected one of {', '.join(spec.choices)}")
+            return text.lower()
+        value = spec.kind(text)
+        if name in ("Max-Human-Reviews-Per-Hour", "Max-Open-Human-Loops") and value < 0:
+            raise ValueError("expected a number ≥ 0 (0: no limit)")
+        if name == "Target-Auto-Accept-Precision" and not 0.0 < value < 1.0:
+            raise ValueError("expected a precision strictly between 0 and 1")
+        return value
     except (ValueError, TypeError) as exc:
         raise ParamError(f"{name}: {raw!r} is not a valid {spec.kind.__name__}: {exc}") from exc
 
@@ -112,6 +149,22 @@ class Snapshot:
     @property
     def sampling_interval(self) -> int:
         return int(self.values["Human-Sampling-Interval"])
+
+    @property
+    def routing_strategy(self) -> Strategy:
+        return self.values["Routing-Strategy"]  # type: ignore[no-any-return]
+
+    @property
+    def max_reviews_per_hour(self) -> int:
+        return int(self.values["Max-Human-Reviews-Per-Hour"])
+
+    @property
+    def max_open_loops(self) -> int:
+        return int(self.values["Max-Open-Human-Loops"])
+
+    @property
+    def target_auto_accept_precision(self) -> float:
+        return float(self.values["Target-Auto-Accept-Precision"])
 
     @property
     def sampling_epoch(self) -> str:

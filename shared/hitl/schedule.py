@@ -22,6 +22,12 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
             "schedule": schedule(run_every=reconcile_every),
             "options": {"queue": "ingest", "expires": max(1, reconcile_every - 10)},
         },
+        # Images over the review budget are dispatched as slots free (a no-op while none wait).
+        "release-waiting-reviews": {
+            "task": "hitl.dispatch.release_waiting",
+            "schedule": schedule(run_every=10),
+            "options": {"queue": "dispatch", "expires": 9},
+        },
         # Every minute; the task itself honours Automatic-Training-Poll-Frequency (changeable live).
         "training-poll": {
             "task": "hitl.train.poll",

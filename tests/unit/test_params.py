@@ -17,7 +17,7 @@ def test_defaults_are_the_reference_values() -> None:
 
 
 def test_every_default_parses_to_its_kind() -> None:
-    assert len(SPECS) == 11
+    assert len(SPECS) == 15
     parsed = {name: parse(name, spec.default) for name, spec in SPECS.items()}
     assert {name: type(value) for name, value in parsed.items()} == {name: spec.kind for name, spec in SPECS.items()}
     assert parsed == {
@@ -32,6 +32,10 @@ def test_every_default_parses_to_its_kind() -> None:
         "Automatic-Human-Sampling-Frequency": 600,
         "Human-Sampling-Interval": 1000,
         "Label-Confidence-Overrides": {},
+        "Routing-Strategy": "threshold",
+        "Max-Human-Reviews-Per-Hour": 0,
+        "Max-Open-Human-Loops": 0,
+        "Target-Auto-Accept-Precision": 0.95,
     }
 
 
@@ -43,6 +47,9 @@ def test_every_default_parses_to_its_kind() -> None:
         ("Human-Sampling-Interval", "25", 25),
         ("Minimum-Label-Detection-Confidence", "62.5", 62.5),
         ("Label-Confidence-Overrides", '{"face": 80}', {"face": 80.0}),
+        ("Routing-Strategy", " Diverse-Uncertainty ", "diverse-uncertainty"),
+        ("Max-Human-Reviews-Per-Hour", "120", 120),
+        ("Target-Auto-Accept-Precision", "0.9", 0.9),
     ],
 )
 def test_typed_values(name: str, raw: str, value: object) -> None:
@@ -57,6 +64,9 @@ def test_typed_values(name: str, raw: str, value: object) -> None:
         ("Label-Confidence-Overrides", '["face"]'),
         ("Label-Confidence-Overrides", '{"face": "high"}'),
         ("No-Such-Parameter", "1"),
+        ("Routing-Strategy", "smart"),
+        ("Max-Open-Human-Loops", "-1"),
+        ("Target-Auto-Accept-Precision", "1.0"),
     ],
 )
 def test_bad_values_are_refused_with_the_name(name: str, raw: str) -> None:

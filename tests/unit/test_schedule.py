@@ -8,9 +8,12 @@ from hitl.schedule import beat_schedule
 
 def test_every_entry_is_a_valid_beat_entry_on_a_known_queue() -> None:
     schedule = beat_schedule()
-    assert set(schedule) == {"requeue-stale-detections", "reconcile-human-loops", "training-poll"}
+    assert set(schedule) == {
+        "requeue-stale-detections", "reconcile-human-loops", "release-waiting-reviews", "training-poll"
+    }
     assert {entry["task"] for entry in schedule.values()} == {
         "hitl.detect.requeue_stale",
+        "hitl.dispatch.release_waiting",
         "hitl.ingest.reconcile",
         "hitl.train.poll",
     }

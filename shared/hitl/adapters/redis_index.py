@@ -6,16 +6,20 @@ Celery and SQS deliver at least once.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import redis
 
 from hitl.settings import Settings
 
 REJECTIONS_KEPT = 10_000
+# Descriptors of the images most recently sent for labelling (diverse-uncertainty's memory).
+RECENT_DESCRIPTORS_KEPT = 128
 
 # One atomic step: the image keeps the sequence number it got first, however often it is counted.
 _SEQUENCE_SCRIPT = """
@@ -83,6 +87,23 @@ class ImageIndex:
         """1-based position of this image in the audit count that started at ``epoch``."""
         keys = [self.settings.key("sampling", epoch, "seq"), self.settings.key("sampling", epoch, "count")]
         return int(self._sequence(keys=keys, args=[image_id]))
+
+    def recent_descriptors(self, exclude: str) -> np.ndarray:
+        """Descriptors of the images recently sent for labelling, without ``exclude``'s own (so a
+        redelivered image is not taken for a near-duplicate of itself)."""
+        rows = []
+        for entry in self.redis.lrange(self.settings.key("routing", "recent"), 0, RECENT_DESCRIPTORS_KEPT - 1):  # type: ignore[union-attr]
+            image_id, _, packed = str(entry).partition("|")
+            if image_id != exclude and packed:
+                rows.append(np.frombuffer(base64.b64decode(packed), np.float16).astype(np.float64))
+        return np.stack(rows) if rows else np.zeros((0, 0))
+
+    def remember_descriptor(self, image_id: str, descriptor: np.ndarray) -> None:
+        packed = base64.b64encode(np.asarray(descriptor, np.float16).tobytes()).decode()
+        pipe = self.redis.pipeline()
+        pipe.lpush(self.settings.key("routing", "recent"), f"{image_id}|{packed}")
+        pipe.ltrim(self.settings.key("routing", "recent"), 0, RECENT_DESCRIPTORS_KEPT - 1)
+        pipe.execute()
 
     def reject(self, image_id: str | None, uri: str, reason: str, detail: str, source: str) -> None:
         entry = {

@@ -26,15 +26,20 @@ def _cell(estimate: dict[str, Any]) -> str:
 
 @audit_app.command("report")
 def report(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
-    """Precision, recall, F1 and agreement with Wilson 95 % intervals, per model version."""
+    """Precision, recall, F1 and agreement with Wilson 95 % intervals, per model version; and per label
+    the auto-accept threshold whose precision the audits show ≥ Target-Auto-Accept-Precision (95 %)."""
+    from hitl.domain.auto_accept import AutoAccept
     from hitl.loops.audit import AuditStore
+    from hitl.params import ParameterStore
 
-    store = AuditStore(get_settings())
-    data = store.report()
+    settings = get_settings()
+    target = ParameterStore(settings).snapshot().target_auto_accept_precision
+    store = AuditStore(settings)
+    data = store.report(target)
     for version in data:
         store.publish(version)
     if as_json:
-        sys.stdout.write(json.dumps({"model_versions": data}, indent=2) + "\n")
+        sys.stdout.write(json.dumps({"model_versions": data, "target_auto_accept_precision": target}, indent=2) + "\n")
         return
     if not data:
         typer.echo("no audit verdicts yet")
@@ -45,6 +50,13 @@ def report(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] =
             f"{version:24} {stats['loops']:>6}  {_cell(stats['precision']):24} {_cell(stats['recall']):24} "  # type: ignore[arg-type]
             f"{_cell(stats['f1']):24} {_cell(stats['agreement'])}"  # type: ignore[arg-type]
         )
+    typer.echo(f"\nauto-accept (precision ≥ {target:.2f} at 95 %, Clopper–Pearson, from the audited detections)")
+    for version, stats in data.items():
+        accept: dict[str, dict[str, Any]] = stats["auto_accept"]  # type: ignore[assignment]
+        if not accept:
+            typer.echo(f"{version:24} no audited detections yet: the configured threshold stays")
+        for label, entry in accept.items():
+            typer.echo(f"{version:24} {label:16} {AutoAccept(**entry).explain()}")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,11 @@ class RouteDecision(BaseModel):
     top_confidence: float | None = None
     threshold: float | None = None
     sample_seq: int | None = None
+    # The routing strategy that decided (Routing-Strategy); None on records from before strategies.
+    strategy: str | None = None
+    # How much a review of this image is worth to the strategy (higher first); the review queue's
+    # order and the budget's ranking. None: no preference (oldest first).
+    priority: float | None = None
 
     @property
     def review(self) -> bool:

@@ -56,6 +56,12 @@ def explain(entry: Mapping[str, str], state: PipelineState) -> str:
             return "detected; confident enough, not sent to review"
         if not entry.get("loop_name"):
             return f"detected and routed to review ({route}); dispatch pending ({state.dispatch_queue_depth} queued)"
+        if loop_status == "waiting_budget":
+            return (
+                f"detected and routed to review ({route}); waiting for the review budget "
+                "(Max-Human-Reviews-Per-Hour / Max-Open-Human-Loops): it starts when a slot frees, "
+                "the most useful waiting images first"
+            )
         if loop_status == "InProgress":
             why = "label it from scratch (cold start)" if "cold_start" in route else f"review it ({route})"
             return f"waiting for a reviewer to {why} in the portal; loop {entry['loop_name']}"

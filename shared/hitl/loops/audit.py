@@ -3,7 +3,9 @@
 Each verdict is an S3 object ``<audits_prefix><model_version>/<loop>.json``; the aggregates that
 ``hitl audit report`` reads are Redis hashes ``audit:<model_version>:counts`` (tp, fp, fn, agree,
 loops), updated atomically with the set ``audit:<model_version>:loops`` so a verdict counts once;
-``audit:versions`` lists the model versions.
+``audit:versions`` lists the model versions. Each audited detection's (label, confidence, right or
+not) is appended in the same step to ``audit:<model_version>:scored``, from which the auto-accept
+threshold per label is recomputed whenever it is asked for (``hitl.domain.auto_accept``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import redis
 from hitl import aws, metrics
 from hitl.adapters.redis_index import connect
 from hitl.domain.audit_stats import AuditCounts
+from hitl.domain.auto_accept import AutoAccept, per_label
 from hitl.domain.consolidation import Consolidated
 from hitl.domain.matching import LabelledBox, MatchResult, match_boxes, match_labels
 from hitl.domain.records import DetectionRecord
 from hitl.settings import Settings
 
-_COUNT = """
+SCORED_KEPT = 100_000  # audited detections kept per model version for the auto-accept threshold
+
+_COUNT = f"""
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[2], 'tp', ARGV[2])
 redis.call('HINCRBY', KEYS[2], 'fp', ARGV[3])
@@ -30,6 +35,8 @@ redis.call('HINCRBY', KEYS[2], 'fn', ARGV[4])
 redis.call('HINCRBY', KEYS[2], 'agree', ARGV[5])
 redis.call('HINCRBY', KEYS[2], 'loops', 1)
 redis.call('SADD', KEYS[3], ARGV[6])
+for i = 7, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end
+redis.call('LTRIM', KEYS[4], -{SCORED_KEPT}, -1)
 return 1
 """
 
@@ -98,6 +105,19 @@ def judge(record: DetectionRecord, loop_name: str, answer: Consolidated) -> Audi
     )
 
 
+def scored_detections(verdict: AuditVerdict) -> list[tuple[str, float, bool]]:
+    """Each audited prediction as (label, confidence, right?): a box or label the reviewers confirmed
+    is right. For image classes only the top label is judged, so only it counts."""
+    matched = {p for p, _, _ in verdict.pairs}
+    predicted = [(str(x["label"]), float(x["confidence"])) for x in verdict.predicted]
+    if verdict.task in ("boxes", "verification"):
+        return [(label, conf, i in matched) for i, (label, conf) in enumerate(predicted)]
+    if not predicted:
+        return []
+    label, conf = max(predicted, key=lambda x: x[1])
+    return [(label, conf, verdict.tp > 0)]
+
+
 class AuditStore:
     def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
         self.settings = settings
@@ -106,6 +126,18 @@ class AuditStore:
 
     def _counts_key(self, model_version: str) -> str:
         return self.settings.key("audit", model_version, "counts")
+
+    def _scored_key(self, model_version: str) -> str:
+        return self.settings.key("audit", model_version, "scored")
+
+    def scored(self, model_version: str) -> list[tuple[str, float, bool]]:
+        raw: list[str] = self.redis.lrange(self._scored_key(model_version), 0, -1)  # type: ignore[assignment]
+        return [(str(a), float(b), bool(c)) for a, b, c in (json.loads(x) for x in raw)]
+
+    def auto_accept(self, model_version: str, target: float) -> dict[str, AutoAccept]:
+        """Per label, the auto-accept threshold the audits support for this version (recomputed from
+        every audited detection so far)."""
+        return per_label(self.scored(model_version), target)
 
     def record(self, verdict: AuditVerdict) -> bool:
         """Store the verdict, then count it; True only the first time."""
@@ -122,9 +154,11 @@ class AuditStore:
                     self.settings.key("audit", verdict.model_version, "loops"),
                     self._counts_key(verdict.model_version),
                     self.settings.key("audit", "versions"),
+                    self._scored_key(verdict.model_version),
                 ],
                 args=[
-                    verdict.loop_name, verdict.tp, verdict.fp, verdict.fn, int(verdict.agrees), verdict.model_version
+                    verdict.loop_name, verdict.tp, verdict.fp, verdict.fn, int(verdict.agrees), verdict.model_version,
+                    *(json.dumps([label, conf, ok]) for label, conf, ok in scored_detections(verdict)),
                 ],
             )
         )
@@ -148,5 +182,12 @@ class AuditStore:
         if recall is not None:
             metrics.AUDIT_RECALL.labels(model_version).set(recall)
 
-    def report(self) -> dict[str, dict[str, object]]:
-        return {version: self.counts(version).report() for version in self.versions()}
+    def report(self, target: float | None = None) -> dict[str, dict[str, object]]:
+        """Counts per version; with ``target``, also each label's auto-accept threshold."""
+        out: dict[str, dict[str, object]] = {}
+        for version in self.versions():
+            entry = self.counts(version).report()
+            if target is not None:
+                entry["auto_accept"] = {k: v.as_dict() for k, v in self.auto_accept(version, target).items()}
+            out[version] = entry
+        return out

@@ -20,18 +20,22 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from hitl import metrics
 from hitl.adapters.records import RecordStore
+from hitl.domain.budget import BudgetLimits, Waiting
 from hitl.domain.records import DetectionRecord
 from hitl.logs import get_logger
 from hitl.loops import a2i
+from hitl.loops.budget import ReviewBudget
 from hitl.loops.names import loop_name_for
 from hitl.loops.registry import LoopRegistry
 from hitl.loops.status import LoopStatusWriter
+from hitl.params import ParameterStore
 from hitl.settings import Settings
 from hitl.transient import TransientFailure
 
 log = get_logger("hitl.dispatch")
 
-Outcome = Literal["started", "already_started", "not_routed"]
+Outcome = Literal["started", "already_started", "not_routed", "waiting"]
+WAITING_STATUS = "waiting_budget"
 
 
 class RecordMissing(TransientFailure):
@@ -80,6 +84,8 @@ def input_content(record: DetectionRecord, labels: list[str]) -> dict[str, Any]:
     }
     if labels:
         content["labels"] = labels
+    if record.route.priority is not None:
+        content["priority"] = record.route.priority
     return content
 
 
@@ -102,12 +108,16 @@ class Dispatcher:
         records: RecordStore | None = None,
         registry: LoopRegistry | None = None,
         status: LoopStatusWriter | None = None,
+        params: ParameterStore | None = None,
+        budget: ReviewBudget | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.records = records or RecordStore(settings)
         self.registry = registry or LoopRegistry(settings)
         self.status = status or LoopStatusWriter(settings, records=self.records)
+        self.params = params or ParameterStore(settings)
+        self.budget = budget or ReviewBudget(settings, self.registry.redis)
 
     def labels_for(self, record: DetectionRecord) -> list[str]:
         if self.settings.loop_labels:
@@ -131,6 +141,20 @@ class Dispatcher:
             bound.info("loop_already_started", status=known.status)
             return DispatchResult(name, "already_started")
 
+        snapshot = self.params.snapshot()
+        limits = BudgetLimits(snapshot.max_reviews_per_hour, snapshot.max_open_loops)
+        if not self.budget.reserve(name, limits):
+            # Over budget: the image waits with its detection, its status says why, and the release
+            # task sends it again, ranked among the others, when a slot frees up.
+            route = record.route
+            self.budget.wait(
+                Waiting(image_id, detection_id, attempt, route.priority, self.budget.clock(), "audit" in route.reasons)
+            )
+            self.status.update(image_id, name, WAITING_STATUS)
+            metrics.LOOPS_WAITING_BUDGET.inc()
+            bound.info("dispatch_waiting_budget", per_hour=limits.per_hour, max_open=limits.max_open)
+            return DispatchResult(name, "waiting")
+        self.budget.unwait(image_id)
         content = input_content(record, self.labels_for(record))
         already = self._start(name, content, bound)
         first = self.registry.register(
@@ -175,3 +199,23 @@ class Dispatcher:
                 raise DispatchExhausted(f"{code} after {self.settings.dispatch_max_attempts} attempts") from exc
             raise
         return False
+
+
+def release_waiting(dispatcher: Dispatcher, send: Any, now: float | None = None) -> list[str]:
+    """Send the best waiting images to dispatch, as many as the budget has slots for (all of them
+    when nothing limits). ``send(image_id, detection_id, attempt)`` queues one dispatch. Returns the
+    image ids sent; a dispatch that finds the budget spent again puts its image back to wait."""
+    from hitl.domain.budget import rank
+
+    waiting = dispatcher.budget.waiting()
+    if not waiting:
+        return []
+    snapshot = dispatcher.params.snapshot()
+    limits = BudgetLimits(snapshot.max_reviews_per_hour, snapshot.max_open_loops)
+    free = dispatcher.budget.free(limits, now)
+    chosen = rank(waiting, snapshot.routing_strategy)[: len(waiting) if free is None else free]
+    for entry in chosen:
+        send(entry.image_id, entry.detection_id, entry.attempt)
+    if chosen:
+        log.info("waiting_released", sent=len(chosen), waiting=len(waiting), free=free)
+    return [entry.image_id for entry in chosen]

@@ -12,6 +12,7 @@ from typing import Any
 
 from hitl.adapters.records import RecordStore
 from hitl.adapters.redis_index import ImageIndex
+from hitl.loops.budget import ReviewBudget
 from hitl.loops.names import loop_name_for
 from hitl.loops.registry import LoopRegistry
 from hitl.settings import Settings
@@ -20,6 +21,7 @@ from hitl.settings import Settings
 # (an expired loop dispatched again) supersedes an earlier one. A late write never moves it back.
 STATUS_RANK = {
     "dispatch_pending": 0,
+    "waiting_budget": 0,  # over the review budget: waits for a slot (docs/label-efficiency.md)
     "dead_lettered": 1,
     "InProgress": 2,
     "Completed": 3,
@@ -33,7 +35,7 @@ STATUS_RANK = {
 # Returns 1 when written. An image hash without ``state`` (expired by retention, or unknown) is left alone.
 _FORWARD = """
 if redis.call('HEXISTS', KEYS[1], 'state') == 0 then return 0 end
-local ranks = {dispatch_pending=0, dead_lettered=1, InProgress=2, Completed=3, Failed=3, Stopped=3,
+local ranks = {dispatch_pending=0, waiting_budget=0, dead_lettered=1, InProgress=2, Completed=3, Failed=3, Stopped=3,
                Expired=3, Missing=3}
 local status = redis.call('HGET', KEYS[1], 'loop_status')
 if status and status ~= '' then
@@ -70,6 +72,7 @@ class LoopStatusWriter:
         self.index = index or ImageIndex(settings)
         self.records = records or RecordStore(settings)
         self._forward = self.index.redis.register_script(_FORWARD)
+        self.budget = ReviewBudget(settings, self.index.redis)
 
     @property
     def pending_key(self) -> str:
@@ -87,6 +90,8 @@ class LoopStatusWriter:
         name = loop_name_for(detection_id, attempt) if detection_id else ""
         self._write(image_id, name, "dead_lettered", "", attempt, reason)
         self.index.redis.zrem(self.pending_key, image_id)
+        if name:
+            self.budget.closed(name)  # it never started
 
     def _write(self, image_id: str, loop_name: str, status: str, outcome: str, attempt: int, error: str = "") -> bool:
         args = [loop_name, status, outcome, str(attempt), str(STATUS_RANK.get(status, 0)), error]
@@ -97,6 +102,8 @@ class LoopStatusWriter:
         attempt = int(tail) if tail.isdigit() else 0
         if loop_status != "dispatch_pending":
             self.index.redis.zrem(self.pending_key, image_id)
+        if STATUS_RANK.get(loop_status) == 3 and loop_name:
+            self.budget.closed(loop_name)  # its review slot is free
         if not self._write(image_id, loop_name, loop_status, answer_outcome, attempt):
             return  # a later state is already recorded: the record keeps it too
         record = self.records.get(image_id)

@@ -1,7 +1,9 @@
 """The InputContent contract between the dispatcher and the review service.
 
 ``{"taskObject": "s3://bucket/key", "initialValue": <prediction>, "labels": [...],
-"routeReason": "low_confidence" | "audit" | "annotation", ...}``; unknown keys are kept and ignored.
+"routeReason": "low_confidence" | "audit" | "annotation", "priority": <number>, ...}``; unknown keys
+are kept and ignored. ``priority`` (optional): reviewers are offered higher numbers first, then the
+oldest; without it a task ranks as priority 0.
 ``initialValue`` per task type (all optional):
 
 - BoundingBox: ``[{"label", "left", "top", "width", "height", "confidence"}]`` in pixels;
@@ -138,7 +140,16 @@ def parse(raw: object, max_chars: int, keys: ImageKeys | frozenset[str], max_dep
         not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels)
     ):
         raise ValidationError("InputContent.labels must be a non-empty list of strings")
+    priority = document.get("priority")
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int | float)):
+        raise ValidationError("InputContent.priority must be a number")
     return TaskInput(task_object=task_object, bucket=bucket, key=key, document=document)
+
+
+def task_priority(document: dict[str, Any]) -> float:
+    """The order a task is offered in (higher first); 0 without one."""
+    value = document.get("priority")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 def task_labels(flow: FlowDefinition, document: dict[str, Any]) -> list[str]:

@@ -272,6 +272,7 @@ class ReviewService:
                 document = loop.input_document
                 found.append(
                     {
+                        "priority": inputs.task_priority(document),
                         "name": loop.name,
                         "taskType": flow.task_type,
                         "title": flow.task_title,
@@ -281,6 +282,9 @@ class ReviewService:
                         "expiresAt": timefmt.iso(loop.deadline),
                     }
                 )
+        # Highest priority first (InputContent.priority); the scan is oldest first and the sort is
+        # stable, so equal priorities, and loops without one, stay oldest first.
+        found.sort(key=lambda task: -inputs.task_priority(task))
         return found
 
     def open_task(self, reviewer: str, name: str, teams: list[str]) -> TaskView:
