@@ -811,6 +811,63 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# --- the capacity model (docs/capacity.md) ----------------------------------------------------------
+LOADS = (10, 100, 1000)  # images/s
+HEADROOM = 0.7  # pods sized to run at 70 % of their measured throughput
+REVIEW_SHARE = 0.10  # assumed share of images routed to review (low confidence + audit)
+BACKLOG_MINUTES = 10  # Redis sized to hold this much of a stalled detector's backlog
+QUEUE_SECONDS_PER_REPLICA = 10  # KEDA target: each replica's share of the list is this many seconds of work
+
+
+def capacity(result: dict[str, Any], retention_days: float) -> dict[str, Any]:
+    """Pods and Redis per load from this run's per-process figures; what AWS documents is applied in
+    docs/capacity.md (inference units, endpoint instances, A2I and SQS quotas), as it is not measured here."""
+    import math
+
+    overhead, model, backlog, learning = (result.get(k) for k in ("overhead", "model", "backlog", "learning"))
+    if not (overhead and model and backlog and learning):
+        return {}
+    embedded_rate = model["detector_1_process"]["images_per_second"]  # one process, one model thread
+    detector_cpu_ms = overhead["pipeline"]["cpu_ms_per_image"]["detector"]  # everything but inference
+    loop_cpu = learning["cpu_ms_per_loop_and_label"]
+    rows = []
+    for load in LOADS:
+        loops = load * REVIEW_SHARE
+        embedded_pods = math.ceil(load / (embedded_rate * HEADROOM))
+        managed_cores = load * detector_cpu_ms / 1000 / HEADROOM
+        rows.append({
+            "images_per_second": load,
+            "detector_pods_embedded_1cpu": embedded_pods,
+            "detector_cores_managed_backend": round(managed_cores, 2),
+            "detector_pods_managed_backend_1cpu": max(1, math.ceil(managed_cores)),
+            "loops_per_second": loops,
+            "dispatcher_cores": round(loops * loop_cpu["dispatcher"] / 1000 / HEADROOM, 3),
+            "ingestor_cores": round(loops * loop_cpu["ingestor"] / 1000 / HEADROOM, 3),
+            "redis_gb_backlog": round(load * BACKLOG_MINUTES * 60 * backlog["redis_kb_per_queued_image"] / 1024**2, 3),
+            "redis_gb_index": round(load * retention_days * 86400 * backlog["redis_kb_per_indexed_image"] / 1024**2, 1),
+            "redis_gb_index_per_day_kept": round(load * 86400 * backlog["redis_kb_per_indexed_image"] / 1024**2, 2),
+            "keda_detect_list_length_embedded": max(1, round(embedded_rate * QUEUE_SECONDS_PER_REPLICA)),
+        })
+    return {
+        "inputs": {
+            "embedded_images_per_second_per_process": embedded_rate,
+            "detector_cpu_ms_per_image_without_inference": detector_cpu_ms,
+            "dispatcher_cpu_ms_per_loop": loop_cpu["dispatcher"],
+            "ingestor_cpu_ms_per_label": loop_cpu["ingestor"],
+            "redis_kb_per_queued_image": backlog["redis_kb_per_queued_image"],
+            "redis_kb_per_indexed_image": backlog["redis_kb_per_indexed_image"],
+            "retention_days": retention_days,
+        },
+        "assumptions": {
+            "headroom": HEADROOM,
+            "review_share": REVIEW_SHARE,
+            "backlog_minutes": BACKLOG_MINUTES,
+            "queue_seconds_per_replica": QUEUE_SECONDS_PER_REPLICA,
+        },
+        "loads": rows,
+    }
+
+
 TARGETS = {
     "overhead_ratio_same_io": (">=", 0.90),
     "model_pipeline_ratio_raw": (">=", 0.75),
@@ -963,6 +1020,7 @@ def main() -> None:
             "first probe image (one a second) detected by the new version",
         },
         **result,
+        "capacity": capacity(result, bench.settings.retention_days),
         "phases": PHASES,
         "seconds": round(time.monotonic() - STARTED, 1),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
