@@ -607,7 +607,7 @@ class Bench:
             while len(answered) < ANSWERS and not stop.is_set():
                 tasks = [t for t in portal.queue() if str(t.get("taskObject")) in truth and t["name"] not in answered]
                 if not tasks:
-                    time.sleep(0.1)
+                    time.sleep(0.25)  # each listing reads every open loop: not too often
                     continue
                 for summary in tasks:
                     try:
