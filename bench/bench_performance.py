@@ -185,20 +185,30 @@ class Bench:
             out.extend(pipe.execute())
         return out
 
-    def watch_detected(self, ids: Iterable[str], seen: dict[str, float], stop: threading.Event) -> threading.Thread:
-        """A thread noting when each image's index entry first says ``detected`` (after its record)."""
-        pending = list(ids)
+    def watch_detected(
+        self,
+        ids: list[str],
+        seen: dict[str, float],
+        stop: threading.Event,
+        due: list[float] | None = None,
+        interval: float = POLL,
+    ) -> threading.Thread:
+        """A thread noting when each image's index entry first says ``detected`` (after its record);
+        with ``due``, an image is asked for only from its submission slot on."""
+        pending = list(range(len(ids)))
 
         def run() -> None:
             nonlocal pending
             while pending and not stop.is_set():
-                states = self.states(pending)
                 now = time.perf_counter()
-                for image_id, state in zip(pending, states, strict=True):
+                asked = [k for k in pending if due is None or due[k] <= now]
+                states = self.states([ids[k] for k in asked])
+                now = time.perf_counter()
+                for k, state in zip(asked, states, strict=True):
                     if state == "detected":
-                        seen[image_id] = now
-                pending = [i for i in pending if i not in seen]
-                time.sleep(POLL)
+                        seen[ids[k]] = now
+                pending = [k for k in pending if ids[k] not in seen]
+                time.sleep(interval)
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
@@ -400,7 +410,7 @@ class Bench:
             seen: dict[str, float] = {}
             stop = threading.Event()
             start = time.perf_counter() + 0.5
-            watcher = self.watch_detected(ids, seen, stop)
+            watcher = self.watch_detected(ids, seen, stop, due=[start + k / rate for k in range(n)])
 
             def one(index: int, data: list[bytes] = data, start: float = start, rate: float = rate) -> float:
                 # Open loop: each image has its slot; a late submission counts from its slot.
@@ -549,7 +559,7 @@ class Bench:
             ids = self.submit([(f"m{processes}-{i}.png", d) for i, d in enumerate(batch)])
             seen: dict[str, float] = {}
             stop = threading.Event()
-            watcher = self.watch_detected(ids, seen, stop)
+            watcher = self.watch_detected(ids, seen, stop, interval=0.05)
             self.restart_detector(
                 HITL_DETECT_BACKEND="local", HITL_WORKER_CONCURRENCY=str(processes), HITL_MODEL_THREADS="1"
             )
