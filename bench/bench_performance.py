@@ -1007,7 +1007,9 @@ def main() -> None:
     subprocess.run([HITL, "stack", "down"], env=env, check=False, capture_output=True)
     subprocess.run([HITL, "stack", "reset", "--yes"], env=env, check=True, capture_output=True)
     say("starting the local stack")
-    subprocess.run([HITL, "stack", "up"], env=env, check=True, capture_output=True)
+    up = subprocess.run([HITL, "stack", "up"], env=env, check=False, capture_output=True, text=True)
+    if up.returncode:
+        raise SystemExit(f"hitl stack up failed ({up.returncode}):\n{up.stdout[-2000:]}\n{up.stderr[-2000:]}")
     bench: Bench | None = None
     try:
         bench = Bench(env)
