@@ -1002,16 +1002,22 @@ def main() -> None:
     from hitl.entry import parse_args
 
     parse_args("python bench/bench_performance.py")
+    from hitl.stack.local import STOP_ORDER
+    from hitl.stack.procs import ProcessGroup
+
     env = stack_env()
     RUN_DIR.mkdir(parents=True, exist_ok=True)
-    subprocess.run([HITL, "stack", "down"], env=env, check=False, capture_output=True)
+    # Stopped without `stack down`'s snapshot of moto (tens of thousands of objects): every run starts
+    # from `stack reset`.
+    group = ProcessGroup(RUN_DIR)
+    group.stop_all(order=STOP_ORDER)
     subprocess.run([HITL, "stack", "reset", "--yes"], env=env, check=True, capture_output=True)
-    say("starting the local stack")
-    up = subprocess.run([HITL, "stack", "up"], env=env, check=False, capture_output=True, text=True)
-    if up.returncode:
-        raise SystemExit(f"hitl stack up failed ({up.returncode}):\n{up.stdout[-2000:]}\n{up.stderr[-2000:]}")
     bench: Bench | None = None
     try:
+        say("starting the local stack")
+        up = subprocess.run([HITL, "stack", "up"], env=env, check=False, capture_output=True, text=True)
+        if up.returncode:
+            raise SystemExit(f"hitl stack up failed ({up.returncode}):\n{up.stdout[-2000:]}\n{up.stderr[-2000:]}")
         bench = Bench(env)
         bench.set_params(THROUGHPUT_PARAMS)
         bench.wait_params_applied()
@@ -1019,12 +1025,7 @@ def main() -> None:
             say(f"phase {phase}")
             getattr(bench, phase)()
     finally:
-        # Stopped without `stack down`'s snapshot of moto (tens of thousands of objects): the next run
-        # starts from `stack reset` anyway.
-        from hitl.stack.local import STOP_ORDER
-        from hitl.stack.procs import ProcessGroup
-
-        ProcessGroup(RUN_DIR).stop_all(order=STOP_ORDER)
+        group.stop_all(order=STOP_ORDER)
         say("stack stopped")
     if bench is None:
         raise SystemExit("the stack did not start")
