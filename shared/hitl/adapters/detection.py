@@ -82,7 +82,7 @@ def model_threads(settings: Settings, cpus: int | None = None) -> int:
     shared among the worker's processes (at least one each)."""
     if settings.model_threads > 0:
         return settings.model_threads
-    cores = cpus or os.cpu_count() or 1
+    cores = cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) or 1
     processes = settings.worker_concurrency or cores
     return max(1, cores // processes)
 
