@@ -989,6 +989,7 @@ def plot(result: dict[str, Any]) -> None:
         ax.plot(t, [s["rss_mb"] for s in backlog["samples"]], color="tab:blue", label="detector RSS (MB)")
         ax.set_xlabel("seconds into the drain")
         ax.set_ylabel("RSS (MB)")
+        ax.set_ylim(0, 1.2 * max(s["rss_mb"] for s in backlog["samples"]))
         ax2 = ax.twinx()
         ax2.plot(t, [s["queued"] for s in backlog["samples"]], color="tab:grey", label="queued tasks")
         ax2.set_ylabel("queued tasks")
