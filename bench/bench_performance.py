@@ -663,7 +663,7 @@ class Bench:
             for index in range(PROBES):
                 if stop.is_set() or serving_at:
                     return
-                png = generate_scene("train", index, seed=2).png
+                png = generate_scene("train", index, seed=2).png()
                 sent = time.perf_counter()
                 image_id = self.client.submit_bytes(png, f"probe{index}.png", "bench").image_id or ""
                 if not promoted_at and registry.serving_version() not in (None, v1):
