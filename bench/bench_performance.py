@@ -452,6 +452,13 @@ class Bench:
         queued_memory = self.used_memory()
         queue_length = int(self.redis.llen("detect"))
         queue_bytes = int(self.redis.memory_usage("detect", samples=0) or 0)
+        sample_message = json.loads(self.redis.lindex("detect", 0) or "{}")
+        message_parts = {
+            "message_bytes": len(json.dumps(sample_message)),
+            "body_base64_bytes": len(sample_message.get("body", "")),
+            "headers_bytes": len(json.dumps(sample_message.get("headers"))),
+            "properties_bytes": len(json.dumps(sample_message.get("properties"))),
+        }
         # The messages' own share, by INFO too: the list is set aside (DUMP, DEL) and put back
         # (RESTORE) while nothing consumes it.
         raw = redis.Redis.from_url(self.settings.redis_url)
@@ -515,6 +522,7 @@ class Bench:
             "redis_kb_per_queued_image": (queued_memory - before_submit) / BACKLOG_TASKS / 1024,
             "redis_kb_per_queued_task": (queued_memory - without_queue) / max(1, queue_length) / 1024,
             "redis_kb_per_queued_task_memory_usage": queue_bytes / max(1, queue_length) / 1024,
+            "queued_message_parts": message_parts,
             "redis_kb_per_indexed_image": (drained_memory - before_submit) / BACKLOG_TASKS / 1024,
             "worker_rss_mb": {
                 "cold_start": cold_rss,
