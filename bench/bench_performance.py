@@ -571,13 +571,18 @@ class Bench:
             self.restart_detector(
                 HITL_DETECT_BACKEND="local", HITL_WORKER_CONCURRENCY=str(processes), HITL_MODEL_THREADS="1"
             )
+            skip = 2 * processes  # each process loads the model with its first image
+            wait_for(lambda seen=seen, skip=skip: len(seen) > skip, 600, "the first detections")
+            cpu_before, counted = self.cpu_seconds(CPU_WATCHED), len(seen)
             wait_for(lambda ids=ids, seen=seen: len(seen) >= len(ids), 600, f"{processes}-process detection")
+            cpu = cpu_delta(cpu_before, self.cpu_seconds(CPU_WATCHED), len(ids) - counted)
             stop.set()
             watcher.join()
             times = sorted(seen.values())
-            skip = 2 * processes  # each process loads the model with its first image
             rate = (len(times) - 1 - skip) / (times[-1] - times[skip])
-            out[f"detector_{processes}_process"] = {"images": n, "images_per_second": rate, "warm_up_images": skip}
+            out[f"detector_{processes}_process"] = {
+                "images": n, "images_per_second": rate, "warm_up_images": skip, "cpu_ms_per_image": cpu,
+            }
             say(f"detector, {processes} process(es): {rate:.2f} images/s")
         raw_images = scenes[:20]  # the same images: predict's cost depends on what they hold
         for processes in (1, 2):
