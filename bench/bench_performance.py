@@ -360,7 +360,7 @@ class Bench:
             with ThreadPoolExecutor(SUBMIT_JOBS) as pool:
                 list(pool.map(one, enumerate(data)))
             submitted = time.perf_counter()
-            wait_for(lambda: int(self.redis.get(counter) or 0) >= len(data), 600, "bare tasks")
+            wait_for(lambda: int(self.redis.get(counter) or 0) >= len(data), 600, "bare tasks", 0.02)
             finished = time.perf_counter()
             cpu = cpu_delta(cpu_before, cpu_now(), len(data))
             cpu["submitting client"] = (sum(os.times()[:2]) - own_before) / len(data) * 1000
