@@ -55,7 +55,7 @@ HITL = str(Path(sys.executable).parent / "hitl")
 
 PHASES = os.environ.get("BENCH_PHASES", "overhead,latency,backlog,model,learning").split(",")
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "2"))
-OVERHEAD_IMAGES = int(os.environ.get("BENCH_OVERHEAD_IMAGES", "400"))
+OVERHEAD_IMAGES = int(os.environ.get("BENCH_OVERHEAD_IMAGES", "600"))
 SUBMIT_JOBS = 4
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
 BACKLOG_TASKS = int(os.environ.get("BENCH_BACKLOG_TASKS", "20000"))
@@ -71,7 +71,11 @@ CPU_WATCHED = ("detector", "moto", "redis", "dispatcher", "ingestor", "review")
 # Phases before ``learning``: nothing is low-confidence (threshold 0), so routing runs in full (the
 # audit counter included, every 1000th image sampled) without starting hundreds of review loops.
 THROUGHPUT_PARAMS = {"Minimum-Label-Detection-Confidence": "0", "Human-Sampling-Interval": "1000"}
+# The model phase measures the detector alone: the dispatcher and the review service (their own pods in
+# a deployment) would otherwise share the two cores with it, starting loops for scenes without a face.
+MODEL_PARAMS = {"Enable-A2I-Workflow": "false"}
 LEARNING_PARAMS = {
+    "Enable-A2I-Workflow": "true",
     "Minimum-Label-Detection-Confidence": "100",  # every image to a reviewer: each answer is a label
     "Enable-Automatic-Human-Sampling": "false",
     "Minimum-Untrained-Images": str(ANSWERS),
@@ -551,6 +555,8 @@ class Bench:
         from hitl.scenes import generate_scenes, upload_set
 
         bucket = self.settings.bucket
+        self.set_params(MODEL_PARAMS)
+        params_set = time.monotonic()
         self.seed = generate_scenes("train", DATASET_SEED, seed=0, source_prefix=f"s3://{bucket}/seed/")
         upload_set(self.seed[:SEED_V1], self.settings.s3_uri(self.settings.seed_manifest_key))
         test = generate_scenes("test", TEST_SCENES, seed=0, source_prefix=f"s3://{bucket}/test/")
@@ -559,10 +565,11 @@ class Bench:
         app.send_task("hitl.train.check", kwargs={"force": True, "reason": "bench v1"}, queue="train")
         wait_for(lambda: registry.serving_version() is not None, 600, "v1 trained and serving", 1.0)
         self.v1 = registry.serving_version() or ""
+        time.sleep(max(0.0, params_set + self.settings.params_cache_seconds + 1 - time.monotonic()))
         say(f"{self.v1} serving (trained on {SEED_V1} scenes)")
 
         scenes = [png for png, _ in generate_scenes("train", 3 * SCALING_IMAGES, seed=3)]
-        out: dict[str, Any] = {"model_threads_per_process": 1, "version": self.v1}
+        out: dict[str, Any] = {"model_threads_per_process": 1, "version": self.v1, "params": MODEL_PARAMS}
         used = 0
         for processes in (1, 2):
             n = SCALING_IMAGES * processes
