@@ -36,6 +36,21 @@ bench: venv apt model
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_model.py
 	$(BIN)/python bench/bench_label_efficiency.py
+	$(BIN)/python bench/bench_performance.py
+
+# The detector's hot path under py-spy during the overhead phase of bench_performance.py: the hottest
+# functions go to bench/results/profile.json under PROFILE_LABEL (e.g. before / after a change).
+PROFILE_VENV := .venv-profile
+PROFILE_LABEL ?= profile
+.PHONY: profile
+profile: venv apt $(PROFILE_VENV)/.installed
+	BENCH_PHASES=overhead BENCH_PYSPY=$(PROFILE_VENV)/bin/py-spy BENCH_PROFILE_LABEL=$(PROFILE_LABEL) \
+	  $(BIN)/python bench/bench_performance.py
+
+$(PROFILE_VENV)/.installed: bench/profile-requirements.txt
+	test -d $(PROFILE_VENV) || $(PYTHON) -m venv $(PROFILE_VENV)
+	$(PROFILE_VENV)/bin/pip install -q -r bench/profile-requirements.txt
+	touch $@
 
 # The full chaos run (2,000 images, seeded faults; HITL_CHAOS_SEED overrides the seed):
 # writes bench/results/chaos.json and chaos.png. `make test` runs only the smoke version.
@@ -129,4 +144,4 @@ lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^hitl-pipeline' > requirements.lock
 
 clean:
-	rm -rf $(VENV) $(TOOLS) $(EXPORT) $(AUDIT) .run
+	rm -rf $(VENV) $(TOOLS) $(EXPORT) $(AUDIT) $(PROFILE_VENV) .run

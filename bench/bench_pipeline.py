@@ -31,15 +31,16 @@ CONCURRENCY = os.environ.get("BENCH_CONCURRENCY", "2")
 REDIS_URL = "redis://127.0.0.1:6379/12"
 
 
-def images(n: int) -> list[bytes]:
-    """Distinct 128×96 PNGs (a gradient with a per-image offset: realistic compression, small)."""
+def images(n: int, offset: int = 0) -> list[bytes]:
+    """Distinct 128×96 PNGs (a gradient with a per-image offset: realistic compression, small);
+    images ``offset`` … ``offset + n - 1`` of one sequence (distinct below 23,296)."""
     import io
 
     from PIL import Image
 
     out = []
     base = np.add.outer(np.arange(96), np.arange(128)).astype(np.int64)
-    for i in range(n):
+    for i in range(offset, offset + n):
         pixels = (np.stack([base + i, base * 2 + i // 7, base // 2 + i % 13], axis=-1) % 256).astype(np.uint8)
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG")

@@ -1,4 +1,9 @@
-"""A bare Celery worker with the pipeline's own Celery settings and a no-op task (the baseline)."""
+"""A bare Celery worker with the pipeline's own Celery settings (the baselines), on queue ``noop``:
+
+- ``bench.noop``: nothing but a counter increment;
+- ``bench.same_io``: the S3 calls the detector makes and nothing else: read the image, write a
+  record of the given size; then the counter.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,23 @@ from hitl.worker import run_worker
 
 
 def register() -> None:
+    from hitl import aws
+    from hitl.adapters.redis_index import connect
+
     @app.task(name="bench.noop", bind=True)
     def noop(self: Any, counter: str) -> None:
         # The only work: tell the benchmark this task ran.
-        from hitl.adapters.redis_index import connect
+        connect(get_settings().redis_url).incr(counter)
 
+    @app.task(name="bench.same_io", bind=True)
+    def same_io(self: Any, counter: str, bucket: str, key: str, record_key: str, record_bytes: int) -> None:
+        s3 = aws.client("s3")
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            body.read()
+        finally:
+            body.close()
+        s3.put_object(Bucket=bucket, Key=record_key, Body=b" " * record_bytes, ContentType="application/json")
         connect(get_settings().redis_url).incr(counter)
 
 

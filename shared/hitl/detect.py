@@ -194,8 +194,10 @@ class Detector:
                 queue="dispatch",
             )
         route_name = "+".join(decision.reasons) if decision.reasons else "none"
+        # The record in S3 is the durable copy from here on: the index entry is kept for the retention period.
         self.index.update(
             request.image_id,
+            expire_days=self.settings.retention_days,
             state="detected",
             detection_id=record.detection_id,
             model_version=version,
@@ -203,8 +205,6 @@ class Detector:
             top_confidence="" if record.top_confidence is None else f"{record.top_confidence:.2f}",
             record_uri=record_uri,
         )
-        # The record in S3 is the durable copy from here on: the index entry is kept for the retention period.
-        self.index.expire(request.image_id, self.settings.retention_days)
         metrics.DETECTIONS.labels(version, self.backend.name).inc()
         metrics.DETECTION_CONFIDENCE.labels(version).observe(record.top_confidence or 0.0)
         for label in record.labels:

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     sagemaker_endpoint_name: str = ""
     sagemaker_class_map: dict[str, str] = Field(default_factory=dict)
     model_cache_seconds: float = 10.0
+    # Intra-op threads of the embedded model per worker process. 0: the cores divided among the
+    # worker's processes (HITL_WORKER_CONCURRENCY), so concurrent predictions do not oversubscribe.
+    model_threads: int = 0
     fixed_backend_latency_ms: float = 0.0
     max_image_bytes: int = 15 * 1024 * 1024
     max_image_pixels: int = 4096 * 4096

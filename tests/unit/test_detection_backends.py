@@ -147,3 +147,22 @@ def test_sagemaker_parses_the_ssd_prediction_format(stubbed: dict[str, Any]) -> 
     box = predictions[0].box
     assert box is not None
     assert (box.left, box.top, box.width, box.height) == pytest.approx((20, 80, 100, 200))
+
+
+@pytest.mark.parametrize(
+    ("model_threads", "concurrency", "cpus", "expected"),
+    [
+        (0, 0, 2, 1),  # one process per core: one thread each
+        (0, 1, 2, 2),  # one process: every core
+        (0, 2, 8, 4),
+        (0, 4, 2, 1),  # more processes than cores: never zero
+        (3, 2, 2, 3),  # HITL_MODEL_THREADS wins
+    ],
+)
+def test_model_threads_share_the_cores_among_worker_processes(
+    model_threads: int, concurrency: int, cpus: int, expected: int
+) -> None:
+    from hitl.adapters.detection import model_threads as threads_for
+
+    settings = Settings(model_threads=model_threads, worker_concurrency=concurrency)
+    assert threads_for(settings, cpus=cpus) == expected

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import time
 from typing import Any, Protocol
 
@@ -76,12 +77,24 @@ class FixedBackend:
         return "fixed", [Prediction(label="object", confidence=confidence, box=box)]
 
 
+def model_threads(settings: Settings, cpus: int | None = None) -> int:
+    """Threads per worker process for the embedded model: ``HITL_MODEL_THREADS``, else the cores
+    shared among the worker's processes (at least one each)."""
+    if settings.model_threads > 0:
+        return settings.model_threads
+    cores = cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) or 1
+    processes = settings.worker_concurrency or cores
+    return max(1, cores // processes)
+
+
 class LocalBackend:
     name = "local"
 
     def __init__(self, settings: Settings) -> None:
+        from hitl.model.backbone import set_shared_threads
         from hitl.model.registry import ModelRegistry, ServingModelCache
 
+        set_shared_threads(model_threads(settings))
         self.cache = ServingModelCache(ModelRegistry(settings), refresh_seconds=settings.model_cache_seconds)
 
     def detect(self, image: DecodedImage, data: bytes, uri: str) -> tuple[str, list[Prediction]]:

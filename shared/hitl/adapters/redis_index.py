@@ -31,6 +31,10 @@ return seq
 """
 
 
+def _ttl(days: float) -> int:
+    return max(1, int(days * 86400))
+
+
 @lru_cache(maxsize=8)
 def connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
@@ -50,8 +54,11 @@ class ImageIndex:
         key = self._image_key(image_id)
         created = bool(self.redis.hsetnx(key, "state", "queued"))
         if created:
-            self.redis.hset(key, mapping={"uri": uri, "source": source, "submitted_at": f"{time.time():.3f}"})
-            self.redis.zadd(self.settings.key("images"), {image_id: time.time()})
+            now = time.time()
+            pipe = self.redis.pipeline(transaction=False)  # one round trip; both writes are idempotent
+            pipe.hset(key, mapping={"uri": uri, "source": source, "submitted_at": f"{now:.3f}"})
+            pipe.zadd(self.settings.key("images"), {image_id: now})
+            pipe.execute()
         return created
 
     def needs_enqueue(self, image_id: str) -> bool:
@@ -64,13 +71,20 @@ class ImageIndex:
         self.redis.hset(self._image_key(image_id), mapping={"task_id": task_id, "enqueued_at": f"{at:.3f}"})
 
     def expire(self, image_id: str, days: float) -> None:
-        self.redis.expire(self._image_key(image_id), max(1, int(days * 86400)))
+        self.redis.expire(self._image_key(image_id), _ttl(days))
 
     def get(self, image_id: str) -> dict[str, str]:
         return dict(self.redis.hgetall(self._image_key(image_id)))  # type: ignore[arg-type]
 
-    def update(self, image_id: str, **fields: str) -> None:
-        self.redis.hset(self._image_key(image_id), mapping=dict(fields))  # type: ignore[arg-type]
+    def update(self, image_id: str, expire_days: float | None = None, **fields: str) -> None:
+        """Set ``fields``; with ``expire_days``, the entry expires that long from now (same round trip)."""
+        if expire_days is None:
+            self.redis.hset(self._image_key(image_id), mapping=dict(fields))  # type: ignore[arg-type]
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self._image_key(image_id), mapping=dict(fields))  # type: ignore[arg-type]
+        pipe.expire(self._image_key(image_id), _ttl(expire_days))
+        pipe.execute()
 
     def find(self, prefix: str, limit: int = 5) -> list[str]:
         """Image ids starting with ``prefix`` (for short ids typed by people)."""

@@ -88,6 +88,15 @@ def _to_batch(images: list[np.ndarray], height: int, width: int) -> np.ndarray:
 
 _shared: Backbone | None = None
 _shared_lock = threading.Lock()
+_shared_threads = 0
+
+
+def set_shared_threads(threads: int) -> None:
+    """Intra-op threads of the process's backbone (0: onnxruntime's default, every core); applies to
+    the session created next, so call it before the first prediction."""
+    global _shared_threads
+    with _shared_lock:
+        _shared_threads = max(0, threads)
 
 
 def shared_backbone() -> Backbone:
@@ -95,5 +104,5 @@ def shared_backbone() -> Backbone:
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = Backbone()
+            _shared = Backbone(threads=_shared_threads)
         return _shared
