@@ -254,3 +254,13 @@ def test_status_says_an_image_waits_for_the_budget() -> None:
     line = explain(entry, PipelineState(serving_version="v1"))
     assert "waiting for the review budget" in line
     assert "Max-Human-Reviews-Per-Hour" in line
+
+
+@pytest.mark.parametrize("trials", [1, 2, 7, 30, 59, 100, 1000, 5000])
+def test_clopper_pearson_lower_bound_equals_the_beta_quantile(trials: int) -> None:
+    # scipy (there through the train extra) is the oracle; the service images compute the bound without it.
+    from scipy.stats import beta
+
+    for successes in sorted({1, trials // 3, trials // 2, trials - 1, trials} - {0}):
+        expected = float(beta.ppf(0.05, successes, trials - successes + 1))
+        assert clopper_pearson_lower(successes, trials) == pytest.approx(expected, abs=1e-9), (successes, trials)

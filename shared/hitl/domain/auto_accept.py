@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from scipy.stats import beta
-
 ALPHA = 0.05
 
 Status = Literal["ok", "too_few_audits", "target_not_reached"]
@@ -36,7 +34,31 @@ def clopper_pearson_lower(successes: int, trials: int, alpha: float = ALPHA) -> 
         return 0.0
     if successes > trials:
         raise ValueError("successes exceed trials")
-    return float(beta.ppf(alpha, successes, trials - successes + 1))
+    if successes == trials:
+        return float(alpha ** (1.0 / trials))
+    # The bound is the p at which seeing ``successes`` or more is exactly alpha likely (the Beta
+    # quantile scipy would give). The binomial tail rises with p, so bisection finds it to 1e-12.
+    # Done here rather than with scipy: one quantile is not worth ~100 MB in every service image.
+    low, high = 0.0, 1.0
+    for _ in range(48):
+        mid = (low + high) / 2
+        if _upper_tail(successes, trials, mid) < alpha:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
+
+
+def _upper_tail(successes: int, trials: int, p: float) -> float:
+    """P(X ≥ successes) for X ~ Binomial(trials, p), summed in log space (no overflow for large n)."""
+    log_p, log_q = math.log(p), math.log1p(-p)
+    log_n = math.lgamma(trials + 1)
+    terms = [
+        log_n - math.lgamma(i + 1) - math.lgamma(trials - i + 1) + i * log_p + (trials - i) * log_q
+        for i in range(successes, trials + 1)
+    ]
+    peak = max(terms)
+    return math.exp(peak) * math.fsum(math.exp(t - peak) for t in terms)
 
 
 def minimum_audits(target: float, alpha: float = ALPHA) -> int:
