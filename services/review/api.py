@@ -86,8 +86,21 @@ class Gate:
                 max_skew_seconds=settings.review_clock_skew_seconds,
             )
         )
-        async with self.bodies:
+        # Excess uploads are refused, not queued: a queue of slow senders would hold every caller.
+        try:
+            await asyncio.wait_for(self.bodies.acquire(), settings.review_api_body_wait_seconds)
+        except TimeoutError:
+            log.warning("a2i_bodies_busy", path=request.url.path, limit=settings.review_api_concurrent_bodies)
+            raise ThrottlingError(
+                f"Too many request bodies are being received at once (at most "
+                f"{settings.review_api_concurrent_bodies}); retry later"
+            ) from None
+        metrics.API_BODIES.inc()
+        try:
             body = await _body(request)
+        finally:
+            metrics.API_BODIES.dec()
+            self.bodies.release()
         sigv4.check_signature(
             signed,
             method=request.method,

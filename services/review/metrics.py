@@ -15,6 +15,7 @@ LOOPS = Gauge("hitl_review_loops", "Human loops by status", ["status"])
 EVENTS_EMITTED = Counter("hitl_review_events_emitted_total", "Status-change events accepted by EventBridge", ["status"])
 OUTBOX = Gauge("hitl_review_outbox_events", "Status-change events waiting to be sent")
 HTTP_REQUESTS = Counter("hitl_review_http_requests_total", "HTTP requests", ["area", "method", "status"])
+API_BODIES = Gauge("hitl_review_api_bodies_in_flight", "A2I request bodies being received (bounded)")
 SIGNINS = Counter(
     "hitl_review_signins_total",
     "Portal sign-in attempts by outcome (success, failure, throttled, busy, invalid_form)",

@@ -140,7 +140,8 @@ class Settings(BaseSettings):
     # Task images only from these key prefixes; empty: any key outside the pipeline's own data.
     review_image_prefixes: list[str] = Field(default_factory=list)
     review_max_json_depth: int = 32
-    review_api_concurrent_bodies: int = 8  # A2I request bodies read at once
+    review_api_concurrent_bodies: int = Field(default=8, ge=1)  # A2I request bodies read at once
+    review_api_body_wait_seconds: float = 2.0  # a request waits this long for a slot, then 429
 
     # --- training ------------------------------------------------------------------------------
     train_backend: TrainBackend = "embedded"
