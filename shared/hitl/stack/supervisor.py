@@ -13,10 +13,10 @@ restores the last snapshot).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -143,10 +143,12 @@ def main(argv: list[str] | None = None) -> None:
     from hitl import logs
     from hitl.settings import get_settings
 
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0].startswith("-"):
-        print("usage: python -m hitl.stack.supervisor <run_dir>", file=sys.stderr)
-        raise SystemExit(2)
+    parser = argparse.ArgumentParser(
+        prog="python -m hitl.stack.supervisor",
+        description="Restart the local stack's services that exit by themselves (started by `hitl stack up`).",
+    )
+    parser.add_argument("run_dir", help="the stack's run directory (its pid files and supervisor.json)")
+    run_dir = parser.parse_args(argv).run_dir
     settings = get_settings()
     logs.configure(NAME, settings.log_level)
     backoff = Backoff(
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    Supervisor(ProcessGroup(Path(args[0]).resolve()), backoff).run(stop)
+    Supervisor(ProcessGroup(Path(run_dir).resolve()), backoff).run(stop)
 
 
 if __name__ == "__main__":
