@@ -17,7 +17,7 @@ from hitl.loops.dispatch import WAITING_STATUS, Dispatcher, release_waiting
 from hitl.loops.names import loop_name_for
 from hitl.params import ParameterStore
 from hitl.settings import Settings
-from tests.loops.test_dispatch_ingest import FLOW, loop_settings, make_record, review  # noqa: F401
+from tests.loops.test_dispatch_ingest import FLOW, loop_settings, make_record  # noqa: F401
 from tests.review.conftest import (  # noqa: F401 - fixtures of the review service
     ReviewProcess,
     a2i_client,
@@ -31,6 +31,13 @@ pytestmark = pytest.mark.integration
 BUDGET = 4
 
 
+@pytest.fixture(scope="module")
+def review(start_review: Any) -> ReviewProcess:  # noqa: F811
+    # Its own review service: the dispatch tests' one is a module fixture of theirs, started by name.
+    process: ReviewProcess = start_review("budget")
+    return process
+
+
 def started_loops(client: Any, names: set[str]) -> set[str]:
     found: set[str] = set()
     for page in client.get_paginator("list_human_loops").paginate(FlowDefinitionArn=FLOW):
@@ -40,7 +47,7 @@ def started_loops(client: Any, names: set[str]) -> set[str]:
 
 def test_budget_holds_waits_and_releases_best_first(
     loop_settings: Settings,  # noqa: F811
-    review: ReviewProcess,  # noqa: F811
+    review: ReviewProcess,
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     s = loop_settings.model_copy(update={"key_prefix": f"budget{tag}", "params_path": f"/hitl-budget-{tag}/"})

@@ -4,6 +4,7 @@ through a Celery app of its own, never to a shared broker."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -122,8 +123,17 @@ def queued_image(settings: Settings, seed: int, enqueued_ago: float, task_id: st
 
 
 def detect_messages(settings: Settings) -> list[dict[str, Any]]:
+    """The detect queue's messages, each with its task body decoded (args, kwargs, embed)."""
     raw = connect(settings.redis_url).lrange("detect", 0, -1)
-    return [json.loads(m) for m in raw]  # type: ignore[union-attr]
+    messages = []
+    for item in raw:  # type: ignore[union-attr]
+        message = json.loads(item)
+        body = message["body"]
+        if message["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body).decode()
+        message["body"] = json.loads(body)
+        messages.append(message)
+    return messages
 
 
 def test_requeue_stale_works_under_a_backlog(settings: Settings, broker: Celery) -> None:

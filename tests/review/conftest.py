@@ -160,7 +160,15 @@ class ReviewProcess:
 
     def start(self) -> None:
         self.group.start(self.name, [procs.venv_bin("python"), "-m", "services.review"], self.env)
-        procs.wait_until(lambda: procs.http_ok(f"{self.url}/healthz"), 30, "review service")
+        try:
+            # A loaded CI machine (other stacks running, coverage on) can take a while to import and bind.
+            procs.wait_until(lambda: procs.http_ok(f"{self.url}/healthz"), 90, "review service")
+        except TimeoutError as timeout:
+            pid = self.group.pid(self.name)
+            log = self.group.log_dir / f"{self.name}.log"
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+            state = "running" if pid and procs.alive(pid) else "exited"
+            raise TimeoutError(f"{timeout} (process {state}, port {self.port}); its log:\n{tail}") from timeout
 
     def stop(self) -> None:
         self.group.stop(self.name, grace=10)
@@ -195,6 +203,8 @@ def start_review(
             "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
             **overrides,
         }
+        # Names are the process group's keys: a second start under a running name would start nothing.
+        assert all(p.name != f"review-{name}" for p in started), f"review-{name} already runs: use another name"
         process = ReviewProcess(group, f"review-{name}", env, int(env["HITL_REVIEW_PORT"]))
         process.start()
         started.append(process)
