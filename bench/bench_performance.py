@@ -11,6 +11,7 @@ Phases (``BENCH_PHASES``, comma-separated; default all, in this order):
 - ``backlog``: ``BENCH_BACKLOG_TASKS`` images queued while the detector is stopped, then drained:
   Redis memory (``INFO memory``) per queued task and per indexed image, the detector's RSS (its
   Celery main process and children) before, during and after, and every image accounted for.
+  (``bench/queue_footprint.py`` measures the per-task Redis figure alone, without the stack.)
 - ``model``: the embedded model: v1 trained on seed scenes; detector throughput with 1 and 2 worker
   processes (one model thread each); raw in-process ``predict`` on the same number of processes.
 - ``learning``: a simulated reviewer answers through the portal's HTTP API: answer → labelled example
@@ -464,7 +465,8 @@ class Bench:
         sample_message = json.loads(self.redis.lindex("detect", 0) or "{}")
         message_parts = {
             "message_bytes": len(json.dumps(sample_message)),
-            "body_base64_bytes": len(sample_message.get("body", "")),
+            "body_bytes": len(sample_message.get("body", "")),
+            "body_encoding": (sample_message.get("properties") or {}).get("body_encoding"),
             "headers_bytes": len(json.dumps(sample_message.get("headers"))),
             "properties_bytes": len(json.dumps(sample_message.get("properties"))),
         }

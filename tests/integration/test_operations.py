@@ -44,7 +44,10 @@ def queued_detect_kwargs(client: redis_lib.Redis) -> list[dict[str, object]]:
     found = []
     for raw in client.lrange("detect", 0, -1):
         message = json.loads(raw)
-        body = json.loads(base64.b64decode(message["body"]))
+        body = message["body"]
+        if message["properties"].get("body_encoding") == "base64":  # a message from before compact bodies
+            body = base64.b64decode(body)
+        body = json.loads(body)
         assert message["headers"]["task"] == "hitl.detect"
         found.append(body[1])
     return found

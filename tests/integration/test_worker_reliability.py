@@ -1,4 +1,5 @@
-"""Worker reliability on the real Redis with real worker processes: SIGTERM, and poison tasks."""
+"""Worker reliability on the real Redis with real worker processes: SIGTERM, poison tasks, and the
+compact task messages a backlog is made of."""
 
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ def start_worker(stack: LocalStack, name: str, module: str, extra: dict[str, str
 
 
 @pytest.fixture
-def slow_detector(local_stack: LocalStack) -> Iterator[LocalStack]:
-    """The stack's detector replaced by one whose model takes 1.5 s, then restored."""
+def stopped_detector(local_stack: LocalStack) -> Iterator[LocalStack]:
+    """The stack's detector stopped (a test starts its own), then restored."""
     group = procs.ProcessGroup(local_stack.run_dir)
     group.stop("detector")
     yield local_stack
@@ -52,8 +53,8 @@ def _detector_env(stack: LocalStack) -> dict[str, str]:
     return env
 
 
-def test_sigterm_mid_task_loses_no_task(slow_detector: LocalStack, tmp_path: Path) -> None:
-    stack = slow_detector
+def test_sigterm_mid_task_loses_no_task(stopped_detector: LocalStack, tmp_path: Path) -> None:
+    stack = stopped_detector
     slow = {"HITL_FIXED_BACKEND_LATENCY_MS": "1500", "HITL_WORKER_CONCURRENCY": "2"}
     worker = start_worker(stack, "detector-slow", "services.detector", slow)
     files = {f"s{i}.png": valid_image(7000 + i) for i in range(8)}
@@ -91,9 +92,14 @@ def test_a_task_that_keeps_killing_its_worker_is_dead_lettered(local_stack: Loca
     try:
         from celery import Celery
 
-        publisher = Celery(broker=stack.env["HITL_REDIS_URL"])
+        from hitl.celery_app import create_app
+        from hitl.settings import Settings
+
+        # The pipeline's compact messages, redelivered after each crash; and Celery's full ones.
+        publisher = create_app(Settings(redis_url=stack.env["HITL_REDIS_URL"]))
+        plain = Celery(broker=stack.env["HITL_REDIS_URL"])
         publisher.send_task("hitl.test.crash_or_record", kwargs={"marker": "poison", "crash": True}, queue="poison")
-        publisher.send_task("hitl.test.crash_or_record", kwargs={"marker": "healthy", "crash": False}, queue="poison")
+        plain.send_task("hitl.test.crash_or_record", kwargs={"marker": "healthy", "crash": False}, queue="poison")
         dlq = stack.key("dlq", "poison")
         deadline = time.monotonic() + 60
         while stack.redis.llen(dlq) == 0 or "healthy" not in stack.redis.lrange(stack.key("test", "done"), 0, -1):
@@ -112,3 +118,33 @@ def test_a_task_that_keeps_killing_its_worker_is_dead_lettered(local_stack: Loca
     finally:
         os.kill(worker.pid, signal.SIGTERM)
         worker.wait(timeout=60)
+
+
+def test_a_backlog_of_compact_detect_messages_is_detected_whole(stopped_detector: LocalStack, tmp_path: Path) -> None:
+    """Issue 13: a queued detect task costs Redis at most 1 KB, and a real worker runs it as before."""
+    stack = stopped_detector
+    files = {f"c{i}.png": valid_image(7100 + i) for i in range(22)}
+    write(tmp_path / "compact", files)
+    ids = [r["image_id"] for r in stack.cli_json("submit", str(tmp_path / "compact"))]
+    queued = [json.loads(raw) for raw in stack.redis.lrange("detect", 0, -1)]
+    assert sorted(json.loads(m["body"])[1]["image_id"] for m in queued) == sorted(ids)
+    for message in queued:
+        # The task, its id and its root; where it was sent from. Nothing a worker would assume anyway.
+        assert set(message["headers"]) == {"task", "id", "root_id", "origin"}
+        assert message["properties"]["body_encoding"] == "utf-8"
+    per_task = int(stack.redis.memory_usage("detect", samples=0) or 0) / len(queued)
+    assert per_task <= 1024, f"{per_task:.0f} bytes of Redis per queued detect task"
+
+    worker = start_worker(stack, "detector-compact", "services.detector", {})
+    try:
+        wait_until(
+            lambda: all(stack.redis.hget(stack.key("image", i), "state") == "detected" for i in ids),
+            90,
+            "the compact backlog detected",
+        )
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    s3 = stack.client("s3")
+    for image_id in ids:
+        s3.head_object(Bucket=stack.bucket, Key=f"detections/{image_id}.json")
