@@ -119,7 +119,7 @@ def box_target(name: str, sizes: Sequence[int], seeds: Sequence[int], n_test: in
     for seed in seeds:
         pool = target_examples(name, "train", max(sizes), seed=seed)
         for n in sizes:
-            artifact = train(pool[:n], TrainConfig(seed=seed, calibrate=True))
+            artifact = train(pool[:n], TrainConfig(seed=seed))
             row, bins = measure(artifact, test, validation)
             per_size[n].append(row)
             if seed == seeds[0] and n == max(sizes):  # the reliability diagram's run
@@ -142,7 +142,7 @@ def box_target(name: str, sizes: Sequence[int], seeds: Sequence[int], n_test: in
 def timing(n_train: int, n_test: int) -> dict[str, Any]:
     pool = target_examples(FACES, "train", n_train)
     started = time.perf_counter()
-    artifact = train(pool, TrainConfig(calibrate=True))
+    artifact = train(pool, TrainConfig())
     seconds = time.perf_counter() - started
     _, ms = _predict_all(LocalPredictor(artifact, "bench"), target_examples(FACES, "test", n_test))
     return {"train_images": n_train, "train_seconds": round(seconds, 2), "ms_per_image": round(ms, 1)}
@@ -152,7 +152,7 @@ def image_labels(per_class: int, seeds: Sequence[int]) -> dict[str, Any]:
     test = fashion_mnist_set("test").examples()
     macro, ece = [], []
     for seed in seeds:
-        artifact = train(fashion_mnist_set("train", per_class, seed).examples(), TrainConfig(seed=seed, calibrate=True))
+        artifact = train(fashion_mnist_set("train", per_class, seed).examples(), TrainConfig(seed=seed))
         report = evaluate_artifact(artifact, test)
         macro.append(report.top1_macro_f1 or 0.0)
         preds = [LocalPredictor(artifact, "bench").predict(image, min_confidence=0.0) for image, _ in test]

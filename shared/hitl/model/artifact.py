@@ -17,6 +17,7 @@ from hitl.model.calibration import Calibration
 from hitl.model.classification import ClassificationConfig, ClassificationHead
 from hitl.model.detection import DetectionConfig, DetectionHead
 from hitl.model.evaluation import EvaluationReport
+from hitl.model.refine import Refiner
 
 FORMAT = "hitl-model/1"
 ModelKind = Literal["detection", "classification"]
@@ -42,16 +43,21 @@ class ModelArtifact:
     def from_head(cls, head: DetectionHead | ClassificationHead, info: dict[str, Any] | None = None) -> ModelArtifact:
         if isinstance(head, DetectionHead):
             arrays = {"anchors": head.anchors, "w16": head.w16, "w32": head.w32, "bias": head.bias}
-            return cls("detection", head.labels, arrays, asdict(head.config), info=info or {})
+            if head.refiner is not None:
+                arrays.update(head.refiner.arrays())
+            calibration = head.calibration or Calibration()
+            return cls("detection", head.labels, arrays, asdict(head.config), info=info or {}, calibration=calibration)
         arrays = {"weights": head.weights, "bias": head.bias}
         return cls("classification", head.labels, arrays, asdict(head.config), info=info or {})
 
     def head(self) -> DetectionHead | ClassificationHead:
         a = self.arrays
         if self.kind == "detection":
-            return DetectionHead(
-                self.labels, a["anchors"], a["w16"], a["w32"], a["bias"], DetectionConfig(**self.config)
-            )
+            config = DetectionConfig.from_dict(self.config)
+            refiner = None
+            if "r_weights" in a:  # artifacts from before the second stage have none
+                refiner = Refiner(a["r_weights"], a["r_bias"], a["r_reg_weights"], a["r_reg_bias"], config.refine)
+            return DetectionHead(self.labels, a["anchors"], a["w16"], a["w32"], a["bias"], config, refiner)
         cfg = dict(self.config)
         cfg["sizes"] = tuple(cfg["sizes"])
         return ClassificationHead(self.labels, a["weights"], a["bias"], ClassificationConfig(**cfg))

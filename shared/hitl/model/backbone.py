@@ -55,6 +55,19 @@ class Backbone:
         s16, s32 = self._session.run(["s16", "s32"], {"pixels": batch})
         return FeatureMaps(s16=s16[0], s32=s32[0], scale=scale, height=rh, width=rw)
 
+    def crop_maps(self, crops: Sequence[np.ndarray], batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(s16, s32, emb) maps of equal-sized crops, batched (N×C×h×w each)."""
+        parts: list[list[np.ndarray]] = [[], [], []]
+        for start in range(0, len(crops), batch_size):
+            chunk = list(crops[start : start + batch_size])
+            h, w = chunk[0].shape[:2]
+            batch = _to_batch([_resize(c, w, h) for c in chunk], h, w)
+            outputs = self._session.run(["s16", "s32", "emb"], {"pixels": batch})
+            for part, out in zip(parts, outputs, strict=True):
+                part.append(out)
+        s16, s32, emb = (np.concatenate(part) for part in parts)
+        return s16, s32, emb
+
     def embed(self, images: Sequence[np.ndarray], size: int, batch_size: int = 32) -> np.ndarray:
         """Global image embeddings (N×(1280+320+96)): each map averaged over the image, for image labels."""
         out = []

@@ -1,4 +1,5 @@
-"""The box head: linear classifiers over pooled window descriptors, trained with hard-negative mining.
+"""The box head: linear classifiers over pooled window descriptors, trained with hard-negative mining,
+whose best windows a second stage (:mod:`hitl.model.refine`) re-scores and re-places from crops.
 
 Training samples, per image and its mirror: the windows best aligned with each labelled box
 (positives), windows overlapping a box only partly (so scores peak on the aligned window) and
@@ -8,13 +9,25 @@ background windows, then the background windows the first model scores highest (
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hitl.model import grid
 from hitl.model.backbone import Backbone, FeatureMaps
+from hitl.model.calibration import Calibration, fit_platt
+from hitl.model.refine import (
+    RefineConfig,
+    Refiner,
+    apply_deltas,
+    box_deltas,
+    crops,
+    descriptors,
+    fit_refiner,
+    jittered,
+    out_of_fold,
+)
 
 if TYPE_CHECKING:
     from sklearn.linear_model import LogisticRegression
@@ -36,10 +49,22 @@ class DetectionConfig:
     max_iter: int = 200
     c: float = 0.1  # inverse L2 regularisation on standardised descriptors
     flip: bool = True
+    # Mirrored copies double the windows to learn from; past this many images they add little and
+    # cost as much as the images themselves, so larger sets train on the images as they are.
+    flip_below_images: int = 100
     scale_step: float = 1.15
     nms_iou: float = 0.3
     max_results: int = 50
     candidate_floor: float = 0.01  # probability below which a window is never reported
+    min_object_px: float = 40.0  # smaller objects (median, at long_side) make training pick a larger long side
+    max_upscale: float = 2.0
+    refine: RefineConfig = field(default_factory=RefineConfig)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, object]) -> DetectionConfig:
+        values = dict(raw)
+        refine = values.pop("refine", None)
+        return cls(**values, refine=RefineConfig(**refine) if isinstance(refine, dict) else RefineConfig())  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -58,6 +83,8 @@ class DetectionHead:
     w32: np.ndarray  # (L·CELLS)×C32
     bias: np.ndarray  # L
     config: DetectionConfig = field(default_factory=DetectionConfig)
+    refiner: Refiner | None = None  # the second stage; None in artifacts trained without it
+    calibration: Calibration | None = None  # fitted with the head at training (not part of its arrays)
     # Window layouts per image geometry: images of one size share them (few distinct sizes).
     _layouts: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray]] = field(
         default_factory=dict, repr=False, compare=False
@@ -93,8 +120,15 @@ class DetectionHead:
         px = boxes.astype(np.float64) * grid.GRID / maps.scale
         px[:, [0, 2]] = np.clip(px[:, [0, 2]], 0, width)
         px[:, [1, 3]] = np.clip(px[:, [1, 3]], 0, height)
+        if self.refiner is not None:
+            picked = proposals(px, logits, self.config.refine)
+            probs, px = self.refiner.score(backbone, image, px[picked])
+            px[:, [0, 2]] = np.clip(px[:, [0, 2]], 0, width)
+            px[:, [1, 3]] = np.clip(px[:, [1, 3]], 0, height)
+        else:
+            probs = (1.0 / (1.0 + np.exp(-logits))).T
         for li, label in enumerate(self.labels):
-            prob = 1.0 / (1.0 + np.exp(-logits[li]))
+            prob = probs[:, li]
             candidates = np.flatnonzero(prob >= self.config.candidate_floor)
             if candidates.size > 400:
                 candidates = candidates[np.argsort(-prob[candidates])[:400]]
@@ -104,6 +138,18 @@ class DetectionHead:
                 found.append((label, float(prob[k]), (float(x0), float(y0), float(x1 - x0), float(y1 - y0))))
         found.sort(key=lambda f: -f[1])
         return found[: self.config.max_results]
+
+
+def proposals(px: np.ndarray, logits: np.ndarray, cfg: RefineConfig) -> np.ndarray:
+    """Indices of the windows the second stage looks at: the best-scoring for any label, spread out
+    by NMS."""
+    objectness = logits.max(axis=0)
+    order = np.argsort(-objectness)[: 20 * cfg.proposals]
+    floor = np.log(cfg.proposal_floor) - np.log1p(-cfg.proposal_floor)
+    order = order[objectness[order] >= floor]
+    keep = grid.nms(px[order], objectness[order], cfg.proposal_nms, cfg.proposals)
+    out: np.ndarray = order[keep]
+    return out
 
 
 def make_anchors(sizes: np.ndarray, step: float) -> np.ndarray:
@@ -149,12 +195,28 @@ class _Variant:
         return backbone.maps(np.ascontiguousarray(pixels), long_side)
 
 
+def working_long_side(shapes: Sequence[tuple[int, int]], boxes: Sequence[np.ndarray], cfg: DetectionConfig) -> int:
+    """The long side images are resized to: the configured one, or larger (up to ``max_upscale`` times,
+    a multiple of the backbone's stride) when the labelled objects are so small that their median
+    would measure under ``min_object_px`` there. The backbone's features describe objects of roughly
+    ImageNet's sizes; a 20-pixel object spans one of its cells."""
+    sides = [
+        float(np.sqrt(b[2] * b[3])) * cfg.long_side / max(h, w)
+        for (h, w), found in zip(shapes, boxes, strict=True)
+        for b in found
+    ]
+    if not sides:
+        return cfg.long_side
+    factor = float(np.clip(cfg.min_object_px / max(float(np.median(sides)), 1.0), 1.0, cfg.max_upscale))
+    return round(cfg.long_side * factor / 32) * 32
+
+
 def _variants(examples: Sequence[BoxExample], labels: dict[str, int], cfg: DetectionConfig) -> list[_Variant]:
     out = []
     for index, ex in enumerate(examples):
         height, width = ex.image.shape[:2]
         scale = cfg.long_side / max(height, width)
-        for flip in (False, True) if cfg.flip else (False,):
+        for flip in (False, True) if cfg.flip and len(examples) < cfg.flip_below_images else (False,):
             boxes, ids = [], []
             for label, (left, top, bw, bh) in ex.boxes:
                 x0 = width - left - bw if flip else left
@@ -265,6 +327,9 @@ def train_detection(
     then adds the background windows that model scores highest, and the final model is refitted.
     """
     rng = np.random.default_rng(seed)
+    shapes = [ex.image.shape[:2] for ex in examples]
+    sized = [np.asarray([b for _, b in ex.boxes], np.float64).reshape(-1, 4) for ex in examples]
+    cfg = replace(cfg, long_side=working_long_side(shapes, sized, cfg))
     variants = _variants(examples, {name: i for i, name in enumerate(labels)}, cfg)
     gts = [v.gt for v in variants if len(v.gt)]
     if not gts:
@@ -294,6 +359,8 @@ def train_detection(
     first = head_from(params)
 
     xs, ys = [], []
+    second = _SecondStage(cfg, len(labels))
+    refined = set(rng.permutation(len(variants))[: cfg.refine.max_variants].tolist()) if cfg.refine.enabled else set()
     for i, v in enumerate(variants):
         maps = v.feature_maps(backbone, cfg.long_side)
         v.maps = None  # release the bootstrap maps as we go
@@ -305,12 +372,107 @@ def train_detection(
         picked = np.concatenate([index, hard])
         xs.append(_descriptors(maps, boxes[picked]))
         ys.append(np.concatenate([targets, np.full(hard.size, BACKGROUND)]))
+        if i in refined:
+            # The pre-mining model proposes: its windows are what an unseen image's look like (the
+            # final model has seen these images), so the second stage learns from realistic proposals.
+            px = boxes.astype(np.float64) * grid.GRID / maps.scale
+            _, logits = first.scores(maps)
+            second.add(backbone, v, px[proposals(px, logits, cfg.refine)], grid.GRID / maps.scale, rng)
     x = np.concatenate([x, *xs])
     y = np.concatenate([y, *ys])
     params, _ = _fit(x, y, len(labels), cfg, norm, c16, models)
-    return head_from(params)
+    head = head_from(params)
+    if cfg.refine.enabled:
+        head.refiner, head.calibration = second.fit()
+    return head
 
 
+class _SecondStage:
+    """Crop descriptors and targets gathered image by image for the refiner."""
+
+    def __init__(self, cfg: DetectionConfig, n_labels: int) -> None:
+        self.cfg = cfg.refine
+        self.floor, self.nms_iou, self.limit = cfg.candidate_floor, cfg.nms_iou, cfg.max_results
+        self.n_labels = n_labels
+        self.boxes: list[np.ndarray] = []
+        self.owner: list[np.ndarray] = []
+        self.truths: list[tuple[np.ndarray, np.ndarray]] = []
+        self.x: list[np.ndarray] = []
+        self.y: list[np.ndarray] = []
+        self.deltas: list[np.ndarray] = []
+        self.regress: list[np.ndarray] = []
+        self.groups: list[np.ndarray] = []
+        self.proposed: list[np.ndarray] = []
+
+    def add(self, backbone: Backbone, v: _Variant, proposed: np.ndarray, px_per_cell: float,
+            rng: np.random.Generator) -> None:  # fmt: skip
+        truth = v.gt * px_per_cell
+        boxes = np.concatenate([proposed, truth, jittered(truth, self.cfg.jitter, rng)])
+        image = v.examples[v.index].image
+        pixels = np.ascontiguousarray(image[:, ::-1] if v.flip else image)
+        self.x.append(descriptors(backbone, crops(pixels, boxes, self.cfg)))
+        self.groups.append(np.full(len(boxes), v.index))
+        self.boxes.append(boxes)
+        self.owner.append(np.full(len(boxes), len(self.truths)))
+        self.truths.append((truth, v.gt_labels))
+        self.proposed.append(np.arange(len(boxes)) < len(proposed))
+        if len(truth):
+            overlaps = grid.iou(boxes, truth)
+            best, match = overlaps.max(axis=1), overlaps.argmax(axis=1)
+            self.y.append(np.where(best >= self.cfg.positive_iou, v.gt_labels[match] + 1, 0))
+            self.deltas.append(box_deltas(boxes, truth[match]))
+            self.regress.append(best >= self.cfg.regress_iou)
+        else:
+            self.y.append(np.zeros(len(boxes), int))
+            self.deltas.append(np.zeros((len(boxes), 4)))
+            self.regress.append(np.zeros(len(boxes), bool))
+
+    def fit(self) -> tuple[Refiner, Calibration]:
+        """The refiner, and a calibration map of its confidences fitted on what it would report for
+        images it has not seen: out-of-fold probabilities of the proposals, moved, suppressed and
+        matched exactly as at inference and evaluation."""
+        x, y = np.concatenate(self.x), np.concatenate(self.y)
+        refiner = fit_refiner(x, y, np.concatenate(self.deltas), np.concatenate(self.regress), self.n_labels, self.cfg)
+        proposed = np.flatnonzero(np.concatenate(self.proposed))
+        groups = np.concatenate(self.groups)
+        probs = out_of_fold(x, y, groups, proposed, self.n_labels, self.cfg)
+        if probs is None:
+            return refiner, Calibration()
+        shifts = x[proposed] @ refiner.reg_weights.T + refiner.reg_bias
+        moved = apply_deltas(np.concatenate(self.boxes)[proposed], shifts)
+        owner = np.concatenate(self.owner)[proposed]
+        raw: list[float] = []
+        correct: list[bool] = []
+        for variant, (truth, truth_labels) in enumerate(self.truths):
+            mine = np.flatnonzero(owner == variant)
+            for li in range(self.n_labels):
+                p = probs[mine, li]
+                keep = mine[np.flatnonzero(p >= self.floor)]
+                if not keep.size:
+                    continue
+                order = grid.nms(moved[keep], probs[keep, li], self.nms_iou, self.limit)
+                kept = keep[order]
+                hits = _greedy_hits(moved[kept], truth[truth_labels == li])
+                raw += probs[kept, li].tolist()
+                correct += hits
+        return refiner, fit_platt(raw, correct) if raw else Calibration()
+
+
+def _greedy_hits(boxes: np.ndarray, truth: np.ndarray) -> list[bool]:
+    """For boxes best first: does each match a still-unmatched true box at IoU ≥ 0.5?"""
+    if not len(truth):
+        return [False] * len(boxes)
+    overlaps = grid.iou(boxes, truth)
+    free = np.ones(len(truth), bool)
+    hits = []
+    for row in overlaps:
+        candidates = np.where(free, row, -1.0)
+        best = int(np.argmax(candidates))
+        hit = bool(candidates[best] >= 0.5)
+        if hit:
+            free[best] = False
+        hits.append(hit)
+    return hits
 def _background(v: _Variant, boxes: np.ndarray, cfg: DetectionConfig) -> np.ndarray:
     if not len(v.gt):
         return np.arange(len(boxes))

@@ -82,10 +82,10 @@ class TrainConfig:
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     classification: ClassificationConfig = field(default_factory=ClassificationConfig)
     seed: int = 0
-    # The confidence calibration map is cross-fitted on two halves of the training images (the final
-    # model is then fitted on every image); below ``calibration_min_images`` the map is the identity.
-    # Off by default: it triples training time and, at 10 images, does not yet lower the calibration
-    # error (bench/results/model.json); the benchmark measures it with ``calibrate=True``.
+    # A calibration map cross-fitted on two halves of the training images (the final model is then
+    # fitted on every image); below ``calibration_min_images`` the map is the identity. Off by
+    # default: it triples training time, and the box head already fits its own map out of fold
+    # (hitl.model.refine), which is what serving uses.
     calibrate: bool = False
     calibration_min_images: int = 6
 
@@ -133,11 +133,12 @@ def train(
     bb = backbone or shared_backbone()
     started = time.perf_counter()
     held = Examples.of(examples)
-    calibration = fit_calibration(held, cfg, bb) if cfg.calibrate else Calibration()
+    calibration = fit_calibration(held, cfg, bb) if cfg.calibrate else None
     artifact = _train_head(held, cfg, bb)
     seconds = time.perf_counter() - started
     info = {**artifact.info, "train_seconds": round(seconds, 3)}
-    return replace(artifact, info=info, calibration=calibration)
+    # Without the cross-fitted map, the head's own (the box head's second stage fits one out of fold).
+    return replace(artifact, info=info, calibration=calibration or artifact.calibration)
 
 
 def calibration_folds(examples: Sequence[Example], cfg: TrainConfig) -> list[tuple[list[int], list[int]]]:
