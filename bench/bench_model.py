@@ -189,6 +189,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     curve.set_xscale("log")
     sizes = [r["images"] for r in result["targets"][0]["by_images"]]
     curve.set_xticks(sizes, [str(s) for s in sizes])
+    curve.set_xticks([], minor=True)  # the log axis's own minor labels crowd the sizes
     curve.set_ylim(0.0, 1.0)
     curve.set_xlabel("training images")
     curve.set_ylabel("box F1 (assumed threshold)")
@@ -202,7 +203,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     diagram.set_ylim(0, 1)
     diagram.set_xlabel("calibrated confidence (bin mean)")
     diagram.set_ylabel("share of candidates correct")
-    diagram.set_title(f"Reliability at {max(sizes)} training images (max ECE {result['max_ece']})")
+    diagram.set_title(f"Reliability at {max(sizes)} training images (max ECE, any size: {result['max_ece']})")
     diagram.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
