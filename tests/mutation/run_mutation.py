@@ -21,6 +21,7 @@ MODULES = ("routing", "conversion", "consolidation", "matching", "audit_stats")
 TESTS = (
     "tests/unit/test_domain_core.py",
     "tests/unit/test_routing.py",
+    "tests/unit/test_label_efficiency.py",  # the routing strategies' cases (needs_label, priority)
     "tests/loops/test_domain.py",
     "tests/loops/test_conversion.py",
 )
