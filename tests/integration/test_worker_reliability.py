@@ -37,6 +37,28 @@ def start_worker(stack: LocalStack, name: str, module: str, extra: dict[str, str
     return proc
 
 
+def drain_and_check_records(
+    stack: LocalStack, worker: subprocess.Popen[bytes], name: str, ids: list[str], seconds: float
+) -> None:
+    """Wait until ``worker`` has detected every image (its log tail on timeout), stop it, and check that
+    each image's record is in S3."""
+    try:
+        try:
+            wait_until(
+                lambda: all(stack.redis.hget(stack.key("image", i), "state") == "detected" for i in ids),
+                seconds,
+                f"{name} to detect {len(ids)} images",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{stack.log(name)[-3000:]}") from None
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    s3 = stack.client("s3")
+    for image_id in ids:
+        s3.head_object(Bucket=stack.bucket, Key=f"detections/{image_id}.json")
+
+
 @pytest.fixture
 def stopped_detector(local_stack: LocalStack) -> Iterator[LocalStack]:
     """The stack's detector stopped (a test starts its own), then restored."""
@@ -73,17 +95,7 @@ def test_sigterm_mid_task_loses_no_task(stopped_detector: LocalStack, tmp_path: 
     assert len(finished_before_restart) >= 2, "tasks running at SIGTERM were completed, not abandoned"
 
     replacement = start_worker(stack, "detector-slow2", "services.detector", {"HITL_FIXED_BACKEND_LATENCY_MS": "10"})
-    try:
-        deadline = time.monotonic() + 60
-        while any(stack.redis.hget(stack.key("image", i), "state") != "detected" for i in ids):
-            assert time.monotonic() < deadline, stack.log("detector-slow2")[-3000:]
-            time.sleep(0.2)
-    finally:
-        replacement.send_signal(signal.SIGTERM)
-        replacement.wait(timeout=60)
-    s3 = stack.client("s3")
-    for image_id in ids:
-        s3.head_object(Bucket=stack.bucket, Key=f"detections/{image_id}.json")
+    drain_and_check_records(stack, replacement, "detector-slow2", ids, 60)
 
 
 def test_a_task_that_keeps_killing_its_worker_is_dead_lettered(local_stack: LocalStack) -> None:
@@ -136,15 +148,4 @@ def test_a_backlog_of_compact_detect_messages_is_detected_whole(stopped_detector
     assert per_task <= 1024, f"{per_task:.0f} bytes of Redis per queued detect task"
 
     worker = start_worker(stack, "detector-compact", "services.detector", {})
-    try:
-        wait_until(
-            lambda: all(stack.redis.hget(stack.key("image", i), "state") == "detected" for i in ids),
-            90,
-            "the compact backlog detected",
-        )
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
-    s3 = stack.client("s3")
-    for image_id in ids:
-        s3.head_object(Bucket=stack.bucket, Key=f"detections/{image_id}.json")
+    drain_and_check_records(stack, worker, "detector-compact", ids, 90)

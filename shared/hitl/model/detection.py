@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hitl.domain.records import PixelBox, Prediction
 from hitl.model import grid
 from hitl.model.backbone import Backbone, FeatureMaps
 from hitl.model.calibration import Calibration, fit_platt
+from hitl.model.evaluation import Truth, scored_candidates
 from hitl.model.refine import (
     RefineConfig,
     Refiner,
@@ -211,14 +213,19 @@ def working_long_side(shapes: Sequence[tuple[int, int]], boxes: Sequence[np.ndar
     return round(cfg.long_side * factor / 32) * 32
 
 
-def _variants(examples: Sequence[BoxExample], labels: dict[str, int], cfg: DetectionConfig) -> list[_Variant]:
+def _variants(
+    examples: Sequence[BoxExample],
+    seen: Sequence[tuple[tuple[int, int], Sequence[tuple[str, tuple[float, float, float, float]]]]],
+    labels: dict[str, int],
+    cfg: DetectionConfig,
+) -> list[_Variant]:
+    """The training variants of ``examples``, from each one's (image shape, boxes) in ``seen``."""
     out = []
-    for index, ex in enumerate(examples):
-        height, width = ex.image.shape[:2]
+    for index, ((height, width), found) in enumerate(seen):
         scale = cfg.long_side / max(height, width)
         for flip in (False, True) if cfg.flip and len(examples) < cfg.flip_below_images else (False,):
             boxes, ids = [], []
-            for label, (left, top, bw, bh) in ex.boxes:
+            for label, (left, top, bw, bh) in found:
                 x0 = width - left - bw if flip else left
                 boxes.append(np.array([x0, top, x0 + bw, top + bh]) * scale / grid.GRID)
                 ids.append(labels[label])
@@ -327,10 +334,11 @@ def train_detection(
     then adds the background windows that model scores highest, and the final model is refitted.
     """
     rng = np.random.default_rng(seed)
-    shapes = [ex.image.shape[:2] for ex in examples]
-    sized = [np.asarray([b for _, b in ex.boxes], np.float64).reshape(-1, 4) for ex in examples]
-    cfg = replace(cfg, long_side=working_long_side(shapes, sized, cfg))
-    variants = _variants(examples, {name: i for i, name in enumerate(labels)}, cfg)
+    # One visit per image here (the examples may load pixels on demand): its size and boxes.
+    seen = [(ex.image.shape[:2], list(ex.boxes)) for ex in examples]
+    sized = [np.asarray([b for _, b in found], np.float64).reshape(-1, 4) for _, found in seen]
+    cfg = replace(cfg, long_side=working_long_side([shape for shape, _ in seen], sized, cfg))
+    variants = _variants(examples, seen, {name: i for i, name in enumerate(labels)}, cfg)
     gts = [v.gt for v in variants if len(v.gt)]
     if not gts:
         raise ValueError("no boxes to learn from")
@@ -441,38 +449,29 @@ class _SecondStage:
         shifts = x[proposed] @ refiner.reg_weights.T + refiner.reg_bias
         moved = apply_deltas(np.concatenate(self.boxes)[proposed], shifts)
         owner = np.concatenate(self.owner)[proposed]
-        raw: list[float] = []
-        correct: list[bool] = []
+        names = [str(li) for li in range(self.n_labels)]
+        truths: list[Truth] = []
+        found: list[list[Prediction]] = []
         for variant, (truth, truth_labels) in enumerate(self.truths):
             mine = np.flatnonzero(owner == variant)
+            truths.append([(names[li], _pixel_box(b)) for b, li in zip(truth, truth_labels, strict=True)])
+            found.append([])
             for li in range(self.n_labels):
-                p = probs[mine, li]
-                keep = mine[np.flatnonzero(p >= self.floor)]
-                if not keep.size:
-                    continue
-                order = grid.nms(moved[keep], probs[keep, li], self.nms_iou, self.limit)
-                kept = keep[order]
-                hits = _greedy_hits(moved[kept], truth[truth_labels == li])
-                raw += probs[kept, li].tolist()
-                correct += hits
-        return refiner, fit_platt(raw, correct) if raw else Calibration()
+                keep = mine[np.flatnonzero(probs[mine, li] >= self.floor)]
+                kept = keep[grid.nms(moved[keep], probs[keep, li], self.nms_iou, self.limit)] if keep.size else keep
+                found[-1] += [Prediction(label=names[li], confidence=100.0 * probs[k, li], box=_pixel_box(moved[k]))
+                              for k in kept]  # fmt: skip
+        scored = scored_candidates(truths, found, names)
+        if not scored:
+            return refiner, Calibration()
+        return refiner, fit_platt([c / 100.0 for c, _ in scored], [hit for _, hit in scored])
 
 
-def _greedy_hits(boxes: np.ndarray, truth: np.ndarray) -> list[bool]:
-    """For boxes best first: does each match a still-unmatched true box at IoU ≥ 0.5?"""
-    if not len(truth):
-        return [False] * len(boxes)
-    overlaps = grid.iou(boxes, truth)
-    free = np.ones(len(truth), bool)
-    hits = []
-    for row in overlaps:
-        candidates = np.where(free, row, -1.0)
-        best = int(np.argmax(candidates))
-        hit = bool(candidates[best] >= 0.5)
-        if hit:
-            free[best] = False
-        hits.append(hit)
-    return hits
+def _pixel_box(corners: np.ndarray) -> PixelBox:
+    x0, y0, x1, y1 = (float(v) for v in corners)
+    return PixelBox(left=x0, top=y0, width=x1 - x0, height=y1 - y0)
+
+
 def _background(v: _Variant, boxes: np.ndarray, cfg: DetectionConfig) -> np.ndarray:
     if not len(v.gt):
         return np.arange(len(boxes))
