@@ -214,7 +214,10 @@ class PipelineTask(Task):  # type: ignore[misc]
         pipe = redis.pipeline(transaction=False)  # one round trip per task instead of two
         pipe.incr(counter)
         pipe.expire(counter, DELIVERY_TTL_SECONDS)
-        deliveries = int(pipe.execute()[0])
+        self.preflight(pipe, kwargs)
+        replies = pipe.execute()
+        deliveries = int(replies[0])
+        self.request.preflight = replies[2:]
         if deliveries > settings.max_deliveries:
             self._dead_letter(queue, args, kwargs, deliveries, reason="worker_lost")
             redis.delete(counter)
@@ -259,6 +262,10 @@ class PipelineTask(Task):  # type: ignore[misc]
             # Reached on return, exception or retry: only a killed worker leaves the count raised.
             redis.delete(counter)
             metrics.TASK_SECONDS.labels(self.name, outcome).observe(time.perf_counter() - started)
+
+    def preflight(self, pipe: Any, kwargs: dict[str, Any]) -> None:
+        """Reads the task needs first, queued on ``pipe`` behind the delivery count so that they share
+        its round trip; their replies are in ``self.request.preflight``, in order."""
 
     def on_transient(self, kwargs: dict[str, Any], exc: BaseException) -> None:
         """Called before a transient failure is retried (e.g. to show ``dispatch_pending``)."""

@@ -218,7 +218,9 @@ def main() -> None:
             reviewer.send_signal(signal.SIGTERM)
             reviewer.wait(timeout=30)
         subprocess.run([HITL, "stack", "down"], env=env, check=False, capture_output=True)
-        say("stack stopped")
+        # The report and plot stay; the stack's keys, queues and saved objects do not outlive the demo.
+        subprocess.run([HITL, "stack", "reset", "--yes"], env=env, check=False, capture_output=True)
+        say("stack stopped and its state cleared")
 
 
 def build_report(settings: Any, registry: Any, image_ids: list[str], stream: list[Any], state: Any) -> dict[str, Any]:

@@ -34,6 +34,13 @@ log = get_logger("hitl.detect")
 DISPATCH_TASK = "hitl.dispatch.start_loop"
 
 
+class Unread:
+    """The image's state has not been read yet."""
+
+
+UNREAD = Unread()
+
+
 @dataclass
 class DetectRequest:
     image_id: str
@@ -72,9 +79,12 @@ class Detector:
             metrics.SERVING_VERSION.labels(version).set(1)
             self._serving = version
 
-    def run(self, request: DetectRequest) -> DetectionRecord | None:
+    def run(self, request: DetectRequest, state: str | Unread | None = UNREAD) -> DetectionRecord | None:
+        """``state``: the index entry's state when the caller has read it already (in the round trip
+        that counted the delivery)."""
         bound = log.bind(image_id=request.image_id, uri=request.uri)
-        state = self.index.get(request.image_id).get("state")
+        if isinstance(state, Unread):
+            state = self.index.get(request.image_id).get("state")
         if state in ("detected", "rejected"):
             # A redelivered message: the work is done and recorded; doing it again would double count.
             bound.info("detect_skipped_done", state=state)

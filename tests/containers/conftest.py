@@ -83,3 +83,4 @@ def container_stack(
         yield LocalStack(run_dir=Path(run_dir), env=stack_env)
     finally:
         subprocess.run([HITL, "containers", "down"], env=stack_env, capture_output=True, check=False, timeout=300)
+        redis_lib.Redis.from_url(stack_redis).flushdb()

@@ -109,6 +109,30 @@ def test_fifty_images_through_hitl_each_recorded_once_with_the_right_route(tuned
         loop = stack.redis.hget(stack.key("image", image_id), "loop_name")
         assert loop == (f"det-{image_id[:32]}" if image_id in reviewed else None)
 
+    # A detect message delivered again for a detected image: the worker reads the image's state in the
+    # round trip that counts the delivery, and skips it; its record and index entry stay as they were.
+    from hitl.celery_app import create_app
+    from hitl.settings import Settings
+    from hitl.submit import DETECT_TASK
+
+    publisher = create_app(Settings(redis_url=stack.env["HITL_REDIS_URL"]))
+    entry = stack.redis.hgetall(stack.key("image", ids[0]))
+    publisher.send_task(DETECT_TASK, kwargs={"image_id": ids[0], "uri": entry["uri"], "source": "test"}, queue="detect")
+
+    def skipped() -> bool:
+        lines = [json.loads(line) for line in stack.log("detector").splitlines() if line.startswith("{")]
+        return any(e.get("event") == "detect_skipped_done" and e.get("image_id") == ids[0] for e in lines)
+
+    deadline = time.monotonic() + 60
+    while not skipped():
+        assert time.monotonic() < deadline, stack.log("detector")[-3000:]
+        time.sleep(0.2)
+    detection_fields = ("state", "detection_id", "record_uri", "route", "model_version", "top_confidence")
+    after = stack.redis.hgetall(stack.key("image", ids[0]))
+    assert {f: after.get(f) for f in detection_fields} == {f: entry.get(f) for f in detection_fields}
+    listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix="detections/").get("Contents", [])
+    assert len(listed) == len(earlier) + N_IMAGES
+
     status = stack.cli_json("status", ids[0][:12])
     assert status["image_id"] == ids[0]
     assert status["record"]["detection_id"] == f"det-{ids[0][:32]}"

@@ -30,6 +30,15 @@ redis.call('HSET', KEYS[1], ARGV[1], seq)
 return seq
 """
 
+# A new submission in one round trip: the first claim of an image id wins, and only it records the
+# entry's fields and its place in the time index.
+_CLAIM_SCRIPT = """
+if redis.call('HSETNX', KEYS[1], 'state', 'queued') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'uri', ARGV[1], 'source', ARGV[2], 'submitted_at', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+return 1
+"""
+
 
 def _ttl(days: float) -> int:
     return max(1, int(days * 86400))
@@ -45,21 +54,15 @@ class ImageIndex:
         self.settings = settings
         self.redis = client or connect(settings.redis_url)
         self._sequence = self.redis.register_script(_SEQUENCE_SCRIPT)
+        self._claim = self.redis.register_script(_CLAIM_SCRIPT)
 
     def _image_key(self, image_id: str) -> str:
         return self.settings.key("image", image_id)
 
     def claim(self, image_id: str, uri: str, source: str) -> bool:
         """Record a new submission; False when the image is already known (a duplicate)."""
-        key = self._image_key(image_id)
-        created = bool(self.redis.hsetnx(key, "state", "queued"))
-        if created:
-            now = time.time()
-            pipe = self.redis.pipeline(transaction=False)  # one round trip; both writes are idempotent
-            pipe.hset(key, mapping={"uri": uri, "source": source, "submitted_at": f"{now:.3f}"})
-            pipe.zadd(self.settings.key("images"), {image_id: now})
-            pipe.execute()
-        return created
+        keys = [self._image_key(image_id), self.settings.key("images")]
+        return bool(self._claim(keys=keys, args=[uri, source, f"{time.time():.3f}", image_id]))
 
     def needs_enqueue(self, image_id: str) -> bool:
         """Claimed but its detect message never sent (a crash between the claim and the send)."""
@@ -72,6 +75,10 @@ class ImageIndex:
 
     def expire(self, image_id: str, days: float) -> None:
         self.redis.expire(self._image_key(image_id), _ttl(days))
+
+    def read_state(self, pipe: Any, image_id: str) -> None:
+        """Queue the read of the entry's ``state`` on ``pipe`` (its reply: the state, or None)."""
+        pipe.hget(self._image_key(image_id), "state")
 
     def get(self, image_id: str) -> dict[str, str]:
         return dict(self.redis.hgetall(self._image_key(image_id)))  # type: ignore[arg-type]

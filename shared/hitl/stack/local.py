@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from hitl import aws
@@ -286,8 +287,26 @@ def reset(run_dir: Path, settings: Settings) -> list[str]:
 
         client = redis_lib.Redis.from_url(url)
         keys = list(client.scan_iter(f"{settings.key_prefix}:*", count=1000))
-        keys += [q for q in (*QUEUES, "unacked", "unacked_index") if client.exists(q)]
+        keys += [q for q in (*QUEUES, "unacked", "unacked_index", "unacked_mutex") if client.exists(q)]
         for start in range(0, len(keys), 500):
             client.delete(*keys[start : start + 500])
         cleared.append(f"{len(keys)} keys under {settings.key_prefix}: in {url}")
+        unbound = _unbind_queues(client, set(QUEUES))
+        if unbound:
+            cleared.append(f"{unbound} exchange bindings of its queues")
     return cleared
+
+
+def _unbind_queues(client: Any, queues: set[str]) -> int:
+    """Remove kombu's exchange bindings (``_kombu.binding.<exchange>`` sets) that route to ``queues``.
+
+    Each member is ``routing key, pattern, queue`` joined by kombu's separator; bindings of other
+    deployments' queues in the same database stay, and Redis drops a set once it is empty.
+    """
+    separator = "\x06\x16"
+    removed = 0
+    for key in client.scan_iter("_kombu.binding.*", count=1000):
+        members = [m for m in client.smembers(key) if m.decode(errors="replace").split(separator)[-1] in queues]
+        if members:
+            removed += client.srem(key, *members)
+    return removed
