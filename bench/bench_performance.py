@@ -14,7 +14,8 @@ Phases (``BENCH_PHASES``, comma-separated; default all, in this order):
   Celery main process and children) before, during and after, and every image accounted for.
   (``bench/queue_footprint.py`` measures the per-task Redis figure alone, without the stack.)
 - ``model``: the embedded model: v1 trained on seed scenes; detector throughput with 1 and 2 worker
-  processes (one model thread each); raw in-process ``predict`` on the same number of processes.
+  processes (one model thread each), and raw in-process ``predict`` on the same images and number of
+  processes, taking turns for ``BENCH_MODEL_ROUNDS`` rounds.
 - ``learning``: a simulated reviewer answers through the portal's HTTP API: answer → labelled example
   in S3; the answer that reaches Minimum-Untrained-Images → the detector serving the promoted version
   trained on a 200-image dataset.
@@ -63,7 +64,8 @@ SUBMIT_JOBS = 4
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
 BACKLOG_TASKS = int(os.environ.get("BENCH_BACKLOG_TASKS", "20000"))
 BACKLOG_WARM = 200  # drained before "before" is read: the processes have loaded what they use
-SCALING_IMAGES = int(os.environ.get("BENCH_SCALING_IMAGES", "40"))  # per worker process
+SCALING_IMAGES = int(os.environ.get("BENCH_SCALING_IMAGES", "40"))  # per worker process and round
+MODEL_ROUNDS = int(os.environ.get("BENCH_MODEL_ROUNDS", "3"))
 SEED_V1, DATASET_SEED, TEST_SCENES = 10, 170, 50
 ANSWERS = int(os.environ.get("BENCH_ANSWERS", "30"))  # Minimum-Untrained-Images: 170 seed + 30 = 200
 POLL = 0.01
@@ -620,42 +622,43 @@ class Bench:
         time.sleep(max(0.0, params_set + self.settings.params_cache_seconds + 1 - time.monotonic()))
         say(f"{self.v1} serving (trained on {SEED_V1} scenes)")
 
-        scenes = [png for png, _ in generate_scenes("train", 3 * SCALING_IMAGES, seed=3)]
-        out: dict[str, Any] = {"model_threads_per_process": 1, "version": self.v1, "params": MODEL_PARAMS}
+        scenes = [png for png, _ in generate_scenes("train", 3 * SCALING_IMAGES * MODEL_ROUNDS, seed=3)]
+        out: dict[str, Any] = {
+            "model_threads_per_process": 1, "version": self.v1, "params": MODEL_PARAMS, "rounds": MODEL_ROUNDS,
+        }
         used = 0
         for processes in (1, 2):
-            n = SCALING_IMAGES * processes
-            batch = scenes[used : used + n]
-            used += n
-            self.group.stop("detector")
-            ids = self.submit([(f"m{processes}-{i}.png", d) for i, d in enumerate(batch)])
-            seen: dict[str, float] = {}
-            stop = threading.Event()
-            watcher = self.watch_detected(ids, seen, stop, interval=0.05)
-            self.restart_detector(
-                HITL_DETECT_BACKEND="local", HITL_WORKER_CONCURRENCY=str(processes), HITL_MODEL_THREADS="1"
-            )
-            skip = 2 * processes  # each process loads the model with its first image
-            wait_for(lambda seen=seen, skip=skip: len(seen) > skip, 600, "the first detections")
-            cpu_before, counted = self.cpu_seconds(CPU_WATCHED), len(seen)
-            wait_for(lambda ids=ids, seen=seen: len(seen) >= len(ids), 600, f"{processes}-process detection")
-            cpu = cpu_delta(cpu_before, self.cpu_seconds(CPU_WATCHED), len(ids) - counted)
-            stop.set()
-            watcher.join()
-            times = sorted(seen.values())
-            rate = (len(times) - 1 - skip) / (times[-1] - times[skip])
+            detector_runs, raw_runs = [], []
+            for round_index in range(MODEL_ROUNDS):
+                batch = scenes[used : used + SCALING_IMAGES * processes]
+                used += len(batch)
+                # Raw predict on the same images, then the detector on them; repeated, so that a drift of
+                # the shared machine's speed falls on both sides alike.
+                raw_runs.append(raw_predict_rate(processes, self.v1, batch))
+                detector_runs.append(self.detector_run(processes, batch, f"m{processes}-{round_index}"))
+                say(
+                    f"{processes} process(es), round {round_index + 1}/{MODEL_ROUNDS}: detector "
+                    f"{detector_runs[-1]['images_per_second']:.2f} images/s, raw predict "
+                    f"{raw_runs[-1]['images_per_second']:.2f}/s"
+                )
+            counted = sum(r["counted_images"] for r in detector_runs)
             out[f"detector_{processes}_process"] = {
-                "images": n, "images_per_second": rate, "warm_up_images": skip, "cpu_ms_per_image": cpu,
+                "images": sum(r["images"] for r in detector_runs),
+                "images_per_second": counted / sum(r["seconds"] for r in detector_runs),
+                "warm_up_images": detector_runs[0]["warm_up_images"],
+                "cpu_ms_per_image": {
+                    name: sum(r["cpu_ms_per_image"][name] * r["counted_images"] for r in detector_runs) / counted
+                    for name in detector_runs[0]["cpu_ms_per_image"]
+                },
+                "rounds": [{k: r[k] for k in ("images", "images_per_second")} for r in detector_runs],
             }
-            say(f"detector, {processes} process(es): {rate:.2f} images/s")
-        used = 0
-        for processes in (1, 2):
-            # The images that run detected, shared out alike: predict's cost depends on what they hold.
-            batch = scenes[used : used + SCALING_IMAGES * processes]
-            used += len(batch)
-            raw = raw_predict_rate(processes, self.v1, batch)
-            out[f"raw_predict_{processes}_process"] = raw
-            say(f"raw predict, {processes} process(es): {raw['images_per_second']:.2f}/s")
+            out[f"raw_predict_{processes}_process"] = {
+                "processes": processes,
+                "images": sum(r["images"] for r in raw_runs),
+                "seconds": sum(r["seconds"] for r in raw_runs),
+                "images_per_second": sum(r["images"] for r in raw_runs) / sum(r["seconds"] for r in raw_runs),
+                "rounds": raw_runs,
+            }
         cores = os.cpu_count() or 1
         for processes in (1, 2):
             detected = out[f"detector_{processes}_process"]
@@ -673,6 +676,34 @@ class Bench:
             out["detector_2_process"]["images_per_second"] / out["detector_1_process"]["images_per_second"]
         )
         self.result["model"] = out
+
+    def detector_run(self, processes: int, batch: list[bytes], prefix: str) -> dict[str, Any]:
+        """``batch`` queued with the detector stopped, then detected by ``processes`` worker processes
+        (the embedded model, one thread each); the rate after each process's first image."""
+        self.group.stop("detector")
+        ids = self.submit([(f"{prefix}-{i}.png", d) for i, d in enumerate(batch)])
+        seen: dict[str, float] = {}
+        stop = threading.Event()
+        watcher = self.watch_detected(ids, seen, stop, interval=0.05)
+        self.restart_detector(
+            HITL_DETECT_BACKEND="local", HITL_WORKER_CONCURRENCY=str(processes), HITL_MODEL_THREADS="1"
+        )
+        skip = 2 * processes  # each process loads the model with its first image
+        wait_for(lambda: len(seen) > skip, 600, "the first detections")
+        cpu_before, counted = self.cpu_seconds(CPU_WATCHED), len(seen)
+        wait_for(lambda: len(seen) >= len(ids), 600, f"{processes}-process detection")
+        cpu = cpu_delta(cpu_before, self.cpu_seconds(CPU_WATCHED), len(ids) - counted)
+        stop.set()
+        watcher.join()
+        times = sorted(seen.values())
+        return {
+            "images": len(batch),
+            "counted_images": len(times) - 1 - skip,
+            "seconds": times[-1] - times[skip],
+            "images_per_second": (len(times) - 1 - skip) / (times[-1] - times[skip]),
+            "warm_up_images": skip,
+            "cpu_ms_per_image": cpu,
+        }
 
     # --- 2b/2c. answers and retraining ------------------------------------------------------------
     def learning(self) -> None:
