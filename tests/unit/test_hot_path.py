@@ -85,3 +85,20 @@ def test_events_below_the_level_are_dropped_and_the_rest_rendered(capsys: pytest
     assert [(x["event"], x["image_id"], x["level"], x["service"]) for x in lines] == [
         ("image_rejected", "d" * 64, "warning", "hot")
     ]
+
+
+def test_sample_sequence_is_kept_on_the_image_entry_once_per_epoch(hot_settings: Settings) -> None:
+    index = ImageIndex(hot_settings)
+    first, second = "c" * 64, "d" * 64
+    index.claim(first, "s3://b/images/c.png", "cli")
+    index.claim(second, "s3://b/images/d.png", "cli")
+    assert [index.sample_sequence("e1", first), index.sample_sequence("e1", second)] == [1, 2]
+    assert index.sample_sequence("e1", first) == 1, "a redelivered detection keeps its number"
+    assert index.sample_sequence("e2", second) == 1, "a new epoch counts from 1"
+    index.update(first, expire_days=1, state="detected")
+    assert index.get(first)["sample_seq"] == "1"
+    # Nothing but the epoch's counter is kept beside the entries: no per-image record outlives them.
+    assert sorted(index.redis.scan_iter(hot_settings.key("sampling", "*"))) == [
+        hot_settings.key("sampling", "e1", "count"),
+        hot_settings.key("sampling", "e2", "count"),
+    ]

@@ -21,12 +21,13 @@ REJECTIONS_KEPT = 10_000
 # Descriptors of the images most recently sent for labelling (diverse-uncertainty's memory).
 RECENT_DESCRIPTORS_KEPT = 128
 
-# One atomic step: the image keeps the sequence number it got first, however often it is counted.
+# The image's place in the audit count of an epoch, in one atomic step, kept on its own index entry
+# (which expires with it): a redelivered detection gets the same number, and nothing outlives the image.
 _SEQUENCE_SCRIPT = """
-local seq = redis.call('HGET', KEYS[1], ARGV[1])
-if seq then return tonumber(seq) end
-seq = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], ARGV[1], seq)
+local held = redis.call('HMGET', KEYS[1], 'sample_epoch', 'sample_seq')
+if held[1] == ARGV[1] and held[2] then return tonumber(held[2]) end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'sample_epoch', ARGV[1], 'sample_seq', seq)
 return seq
 """
 
@@ -106,8 +107,8 @@ class ImageIndex:
 
     def sample_sequence(self, epoch: str, image_id: str) -> int:
         """1-based position of this image in the audit count that started at ``epoch``."""
-        keys = [self.settings.key("sampling", epoch, "seq"), self.settings.key("sampling", epoch, "count")]
-        return int(self._sequence(keys=keys, args=[image_id]))
+        keys = [self._image_key(image_id), self.settings.key("sampling", epoch, "count")]
+        return int(self._sequence(keys=keys, args=[epoch]))
 
     def recent_descriptors(self, exclude: str) -> np.ndarray:
         """Descriptors of the images recently sent for labelling, without ``exclude``'s own (so a
