@@ -25,11 +25,20 @@ threshold. ``threshold`` routing uses Minimum-Label-Detection-Confidence's defau
 the image embedding.
 
 The auto-accept check: for every (strategy, seed) run on the first target, the final model's
-detections on 150 stream images that no strategy reached are audited (answers taken as right, as
-consolidated answers of several reviewers would be); the auto-accept threshold
-(``hitl.domain.auto_accept``) is chosen from those audits, and the true precision of what it accepts
-is measured on 300 further stream images against their true boxes. The guarantee holds when the
+detections on 150 stream images that no strategy reached, every 3rd image as the audit sample takes
+them, are audited (answers taken as right, as consolidated answers of several reviewers would be);
+the auto-accept threshold (``hitl.domain.auto_accept``) is chosen from those audits, and the true
+precision of what it accepts is measured on 500 further scenes (near-duplicates left out) against
+their true boxes. The guarantee holds when the
 true precision falls below the target in at most 1 of 20 runs.
+
+After the simulation, the real pipeline runs once per strategy (``label_efficiency_pipeline.py``,
+``pipeline_runs`` in the JSON; ``--no-pipeline`` skips it and keeps an earlier run's): the local stack
+with v1 of the embedded model, a budget of 4 loops per hour and a 40-image stream per strategy with
+near-duplicate pairs. It checks, from the image index, the budget and the review service, that every
+image is detected and has a status, that at most the budget's loops start and the rest wait saying
+why, and that the portal offers the started loops highest priority first. Run alone, it merges its
+result into the JSON without running the simulation again.
 """
 
 from __future__ import annotations
@@ -78,7 +87,13 @@ F1_GOALS = (0.90, 0.93)
 F1_AT = (50, 100, 200)
 TEST_SCENES = 80
 AUDIT_IMAGES = 150
-TRUTH_IMAGES = 300  # further images: the true precision of what the auto-accept threshold accepts
+# Audits are every AUDIT_INTERVAL-th image, as the pipeline's Human-Sampling-Interval takes them: a burst
+# of near-duplicates (at most 3 images) then gives at most one audit, so the audits stay independent.
+AUDIT_INTERVAL = 3
+# Further scenes, without their near-duplicates: the true precision of what the auto-accept threshold
+# accepts, on enough independent images that its own sampling error stays well under the margin.
+TRUTH_IMAGES = 500
+TRUTH_SPAN = 2 * TRUTH_IMAGES  # stream positions holding them: about 6 in 10 are not near-duplicates
 # The stream each strategy may draw on; threshold routing sends few images once the model is sure of
 # itself, so it needs the longest stream to find its reviews. Images are made only when they arrive.
 STREAM_IMAGES = 1200
@@ -142,7 +157,7 @@ class Stream:
     def __init__(self, target: str, seed: int, capacity: int) -> None:
         self.target, self.seed, self.capacity = target, seed, capacity
         self._rng = np.random.default_rng([seed, 17])
-        self._items: Stream = []
+        self._items: list[Item] = []
         self._scenes = 0
 
     def __len__(self) -> int:
@@ -156,11 +171,15 @@ class Stream:
             self._scenes += 1
             self._items.append(base)
             for copy in range(int(self._rng.choice([0, 1, 2], p=[0.5, 0.3, 0.2]))):
-                noise = self._rng.normal(0, 3, base.image.shape)
-                pixels = base.image.astype(np.float32) * self._rng.uniform(0.9, 1.1) + noise
-                image = np.clip(pixels + 0.5, 0, 255).astype(np.uint8)
-                self._items.append(Item(f"{base.key}-dup{copy}", image, base.boxes))
+                self._items.append(Item(f"{base.key}-dup{copy}", near_duplicate(base.image, self._rng), base.boxes))
         return self._items[i]
+
+
+def near_duplicate(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The same scene with other brightness (×0.9–1.1) and sensor noise (σ 3), as a camera's next frame."""
+    noise = rng.normal(0, 3, image.shape)
+    pixels = image.astype(np.float32) * rng.uniform(0.9, 1.1) + noise
+    return np.clip(pixels + 0.5, 0, 255).astype(np.uint8)
 
 
 def reviewer_answer(item: Item, seed: int) -> list[tuple[str, Box]]:
@@ -232,7 +251,7 @@ def run(target: str, seed: int, strategy: Strategy, items: Stream, test: list[It
     position, reviews = SEED_LABELS, 0
     waiting: list[Candidate] = []
     recent: list[np.ndarray] = []
-    end = len(items) - audit_images - TRUTH_IMAGES  # the images after it are kept for the audit check
+    end = len(items) - AUDIT_INTERVAL * audit_images - TRUTH_SPAN  # the rest is kept for the audit check
     for checkpoint in checkpoints:
         while reviews < checkpoint and position < end:
             # Each arrival is detected by the model serving then, and routed or not at that moment,
@@ -268,10 +287,12 @@ def run(target: str, seed: int, strategy: Strategy, items: Stream, test: list[It
 
 def audit_check(model: Model, bb: Backbone, items: Stream, labels: tuple[str, ...], start: int,
                 audit_images: int) -> dict[str, Any]:  # fmt: skip
-    """Audit stream images no strategy reached, choose each label's auto-accept threshold from them,
-    then measure the true precision of what it accepts on ``TRUTH_IMAGES`` further images."""
-    audit_pool = range(start, start + audit_images)
-    truth_pool = range(start + audit_images, start + audit_images + TRUTH_IMAGES)
+    """Audit every ``AUDIT_INTERVAL``-th of the stream images no strategy reached, choose each label's
+    auto-accept threshold from them, then measure the true precision of what it accepts on
+    ``TRUTH_IMAGES`` further scenes (near-duplicates left out)."""
+    audit_pool = range(start, start + AUDIT_INTERVAL * audit_images, AUDIT_INTERVAL)
+    after = start + AUDIT_INTERVAL * audit_images
+    truth_pool = [i for i in range(after, len(items)) if "-dup" not in items[i].key][:TRUTH_IMAGES]
     audit_preds = [detect(model.head, bb, items[i].image, model.thresholds) for i in audit_pool]
     # Audit answers are taken as right (in the pipeline, consolidated from several reviewers): a 5 %
     # error rate in them would cap the measurable precision near 0.95, so no threshold could prove it.
@@ -298,7 +319,7 @@ def job(target: str, seed: int, strategies: Sequence[str], max_reviews: int, tes
     bb = CachedBackbone(Backbone(threads=1))
     test = [scene(target, "test", i, 0) for i in range(test_scenes)]
     labels = (FACE_LABEL,) if target == FACES else BAGS.labels
-    items = Stream(target, seed, stream_images + audit_images + TRUTH_IMAGES)
+    items = Stream(target, seed, stream_images + AUDIT_INTERVAL * audit_images + TRUTH_SPAN)
     out = []
     for strategy in strategies:
         row = run(target, seed, strategy, items, test, bb, labels, max_reviews, audit_images)  # type: ignore[arg-type]
@@ -450,6 +471,8 @@ def summary(rows: list[dict[str, Any]], args: Any, seconds: float) -> dict[str, 
             "threshold": THRESHOLD,
             "test_scenes": args.test_scenes,
             "audit_images": args.audit_images,
+            "audit_interval": AUDIT_INTERVAL,
+            "truth_images": TRUTH_IMAGES,
             "stream_images": args.stream,
             "detection_config": asdict(CONFIG),
             "bags_target": BAGS.description,
@@ -499,6 +522,8 @@ def main() -> None:
     parser.add_argument("--stream", type=int, default=STREAM_IMAGES, help="stream images per target and seed")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--no-pipeline", action="store_true",
+                        help="skip the real-pipeline run (an earlier run's pipeline_runs is kept)")  # fmt: skip
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -514,11 +539,19 @@ def main() -> None:
         for future in futures:
             rows += future.result()
     result = summary(rows, args, time.perf_counter() - started)
-    (args.out / "label_efficiency.json").write_text(json.dumps(result, indent=1) + "\n")
+    path = args.out / "label_efficiency.json"
+    if args.no_pipeline and path.exists() and "pipeline_runs" in (earlier := json.loads(path.read_text())):
+        result["pipeline_runs"] = earlier["pipeline_runs"]  # measured separately, with its own date
+    path.write_text(json.dumps(result, indent=1) + "\n")
     plot(result, args.out / "label_efficiency.png")
     brief = {k: v for k, v in result.items() if not isinstance(v, dict | list)}
     print(json.dumps(brief, indent=1))
-    print(f"wrote {args.out / 'label_efficiency.json'} and {args.out / 'label_efficiency.png'}")
+    print(f"wrote {path} and {args.out / 'label_efficiency.png'}")
+    if not args.no_pipeline:
+        from label_efficiency_pipeline import merge_into, run_pipeline
+
+        merge_into(path, run_pipeline())
+        print(f"wrote pipeline_runs into {path}")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pipeline import images as gradient_images
 from bench_pipeline import s3_call_costs
+from isolated_stack import isolated_stack_env
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "performance.json"
@@ -133,23 +134,10 @@ def small_images(n: int, offset: int = 0) -> list[bytes]:
 
 
 def stack_env() -> dict[str, str]:
-    from hitl.stack import procs
-
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("HITL_", "AWS_"))},
-        "HITL_RUN_DIR": str(RUN_DIR),
-        # The stack's own redis-server on a free port: INFO memory deltas are this run's alone.
-        "HITL_STACK_REDIS_PORT": str(procs.free_port()),
-        "HITL_KEY_PREFIX": "perf",
-        "HITL_BUCKET": "hitl-perf",
-        "HITL_DETECT_BACKEND": "fixed",
-        "HITL_WORKER_CONCURRENCY": str(CONCURRENCY),
-        "HITL_LOOP_LABELS": json.dumps(["face"]),
-        "HITL_LOG_LEVEL": "WARNING",
-        "HITL_STACK_MOTO_PORT": str(procs.free_port()),
-        "HITL_REVIEW_PORT": str(procs.free_port()),
-        "HITL_STACK_METRICS_BASE_PORT": str(procs.free_port_range(12)),
-    }
+    # INFO memory deltas are this run's alone: the stack has its own redis-server.
+    return isolated_stack_env(
+        RUN_DIR, "perf", "hitl-perf", HITL_DETECT_BACKEND="fixed", HITL_WORKER_CONCURRENCY=str(CONCURRENCY)
+    )
 
 
 class Bench:
