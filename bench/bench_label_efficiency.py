@@ -137,6 +137,13 @@ class CachedBackbone(Backbone):
             self._cache[key] = found
         return found
 
+    def crop_maps(self, crops: Sequence[np.ndarray], batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # The second stage's crops differ with every model's proposals: nothing to keep.
+        return self._inner.crop_maps(crops, batch_size)
+
+    def embed(self, images: Sequence[np.ndarray], size: int, batch_size: int = 32) -> np.ndarray:
+        return self._inner.embed(images, size, batch_size)
+
     def embedding(self, image: np.ndarray) -> np.ndarray:
         maps = self.maps(image, CONFIG.long_side)
         return np.concatenate([maps.s32.mean(axis=(1, 2)), maps.s16.mean(axis=(1, 2))]).astype(np.float64)

@@ -85,7 +85,8 @@ def decode(data: bytes, limits: ImageLimits) -> DecodedImage:
             "bad_dimensions", f"{width}x{height}: each side must be {limits.min_side}-{limits.max_side} px"
         )
     try:
-        rgb = image.convert("RGB")
+        # An RGB image is read as it is: convert() would copy every pixel once more for nothing.
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
         pixels = np.asarray(rgb, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageRejected("corrupt", f"the {fmt} data cannot be decoded: {exc}") from exc
