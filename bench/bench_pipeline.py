@@ -213,6 +213,9 @@ def main() -> None:
         noop = run_noop(env)
     finally:
         subprocess.run([HITL, "stack", "down"], env=env, check=False, capture_output=True)
+        # The machine's Redis is left as it was found: the run's keys, queues and saved objects go.
+        subprocess.run([HITL, "stack", "reset", "--yes"], env=env, check=False, capture_output=True)
+        redis.Redis.from_url(REDIS_URL).flushdb()
     ratio = pipeline["routed_images_per_second"] / noop["tasks_per_second"]
     result = {
         "pipeline": pipeline,

@@ -33,6 +33,8 @@ SEED_IMAGES = 10
 TEST_IMAGES = int(os.environ.get("HITL_DEMO_TEST_IMAGES", "200"))
 # The stack's metrics ports are this one and the next few (a shorter run elsewhere picks free ones).
 METRICS_BASE_PORT = os.environ.get("HITL_DEMO_METRICS_BASE_PORT", "29401")
+# Keep the stopped stack's Redis keys and saved objects for inspection (tests compare the report with them).
+KEEP_STATE = os.environ.get("HITL_DEMO_KEEP_STATE", "") == "1"
 # Demo parameters (SSM). Confidences are calibrated: a box at 90 has been right 90 % of the time on
 # images the model had not seen, so an image whose best box is less likely than that goes to a
 # reviewer. An audit sample every 6th image (audits measure the model and never train it). A model
@@ -218,9 +220,12 @@ def main() -> None:
             reviewer.send_signal(signal.SIGTERM)
             reviewer.wait(timeout=30)
         subprocess.run([HITL, "stack", "down"], env=env, check=False, capture_output=True)
-        # The report and plot stay; the stack's keys, queues and saved objects do not outlive the demo.
-        subprocess.run([HITL, "stack", "reset", "--yes"], env=env, check=False, capture_output=True)
-        say("stack stopped and its state cleared")
+        if KEEP_STATE:
+            say(f"stack stopped; its state is kept in {REDIS_URL} (HITL_DEMO_KEEP_STATE)")
+        else:
+            # The report and plot stay; the stack's keys, queues and saved objects do not outlive the demo.
+            subprocess.run([HITL, "stack", "reset", "--yes"], env=env, check=False, capture_output=True)
+            say("stack stopped and its state cleared")
 
 
 def build_report(settings: Any, registry: Any, image_ids: list[str], stream: list[Any], state: Any) -> dict[str, Any]:

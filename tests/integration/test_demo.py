@@ -38,6 +38,7 @@ def test_a_short_demo_promotes_and_reports_what_happened(tmp_path: Path, redis_u
         "HITL_DEMO_STREAM_SECONDS": "20",
         "HITL_DEMO_TEST_IMAGES": "60",
         "HITL_DEMO_METRICS_BASE_PORT": str(_free_port_range(10)),
+        "HITL_DEMO_KEEP_STATE": "1",  # the report is checked against the stopped stack's Redis below
     }
     done = subprocess.run(
         [sys.executable, "-m", "hitl.demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1100,
@@ -86,3 +87,15 @@ def test_a_short_demo_promotes_and_reports_what_happened(tmp_path: Path, redis_u
     # Everything the demo started is stopped: no pid file left, no process of it alive.
     group = procs.ProcessGroup(tmp_path / ".run" / "demo")
     assert group.names() == []
+
+    # What `make demo` does last (without HITL_DEMO_KEEP_STATE): the stack's keys, queues and their
+    # exchange bindings go.
+    from hitl.celery_app import QUEUES
+    from hitl.settings import Settings
+    from hitl.stack import local
+
+    local.reset(tmp_path / ".run" / "demo", Settings(redis_url=demo_redis, key_prefix="demo"))
+    assert not list(state.scan_iter("demo:*"))
+    assert not any(state.exists(queue) for queue in QUEUES)
+    bindings = [m for key in state.scan_iter("_kombu.binding.*") for m in state.smembers(key)]
+    assert not [m for m in bindings if m.split("\x06\x16")[-1] in QUEUES], bindings
