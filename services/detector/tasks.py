@@ -7,7 +7,7 @@ from typing import Any
 from hitl import requeue as stale
 from hitl.adapters.detection import ModelNotReady, create_backend
 from hitl.celery_app import PipelineTask, app
-from hitl.detect import Detector, DetectRequest
+from hitl.detect import UNREAD, Detector, DetectRequest
 from hitl.logs import get_logger
 from hitl.params import ParameterStore
 from hitl.settings import get_settings
@@ -48,11 +48,8 @@ def detect(
 ) -> None:
     try:
         request = DetectRequest(image_id=image_id, uri=uri, source=source, enqueued_at=enqueued_at, annotate=annotate)
-        read = getattr(self.request, "preflight", None)
-        if read:
-            detector().run(request, read[0])
-        else:
-            detector().run(request)
+        read = getattr(self.request, "preflight", None)  # the state read with the delivery count
+        detector().run(request, read[0] if read else UNREAD)
     except ModelNotReady as exc:
         if self.request.retries >= MODEL_WAIT_RETRIES:
             # Never dead-lettered for want of a model: a human labels it instead (cold start).

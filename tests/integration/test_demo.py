@@ -90,6 +90,8 @@ def test_a_short_demo_promotes_and_reports_what_happened(tmp_path: Path, redis_u
 
     # What `make demo` does last (without HITL_DEMO_KEEP_STATE): the stack's keys, queues and their
     # exchange bindings go.
+    from kombu.transport.redis import Channel
+
     from hitl.celery_app import QUEUES
     from hitl.settings import Settings
     from hitl.stack import local
@@ -97,5 +99,5 @@ def test_a_short_demo_promotes_and_reports_what_happened(tmp_path: Path, redis_u
     local.reset(tmp_path / ".run" / "demo", Settings(redis_url=demo_redis, key_prefix="demo"))
     assert not list(state.scan_iter("demo:*"))
     assert not any(state.exists(queue) for queue in QUEUES)
-    bindings = [m for key in state.scan_iter("_kombu.binding.*") for m in state.smembers(key)]
-    assert not [m for m in bindings if m.split("\x06\x16")[-1] in QUEUES], bindings
+    bindings = [m for key in state.scan_iter(Channel.keyprefix_queue % "*") for m in state.smembers(key)]
+    assert not [m for m in bindings if m.split(Channel.sep)[-1] in QUEUES], bindings

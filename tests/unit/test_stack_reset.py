@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import redis
+from kombu.transport.redis import Channel
 
 from hitl.settings import Settings
 from hitl.stack import local
 
-SEPARATOR = "\x06\x16"
+SEPARATOR = Channel.sep  # kombu's join of routing key, pattern and queue
 
 
 def binding(queue: str) -> str:

@@ -303,10 +303,11 @@ def _unbind_queues(client: Any, queues: set[str]) -> int:
     Each member is ``routing key, pattern, queue`` joined by kombu's separator; bindings of other
     deployments' queues in the same database stay, and Redis drops a set once it is empty.
     """
-    separator = "\x06\x16"
+    from kombu.transport.redis import Channel
+
     removed = 0
-    for key in client.scan_iter("_kombu.binding.*", count=1000):
-        members = [m for m in client.smembers(key) if m.decode(errors="replace").split(separator)[-1] in queues]
+    for key in client.scan_iter(Channel.keyprefix_queue % "*", count=1000):
+        members = [m for m in client.smembers(key) if m.decode(errors="replace").split(Channel.sep)[-1] in queues]
         if members:
             removed += client.srem(key, *members)
     return removed
