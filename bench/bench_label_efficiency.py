@@ -26,7 +26,9 @@ the image embedding.
 
 The auto-accept check: for every (strategy, seed) run on the first target, the final model's
 detections on 150 stream images that no strategy reached, every 3rd image as the audit sample takes
-them, are audited (answers taken as right, as consolidated answers of several reviewers would be);
+them, are audited (answers taken as right, as consolidated answers of several reviewers would be).
+Each strategy audits its own slice of the stream, so the 20 runs are 20 separate audit draws even
+where two strategies sent the same images and so trained the same model;
 the auto-accept threshold (``hitl.domain.auto_accept``) is chosen from those audits, and the true
 precision of what it accepts is measured on 500 further scenes (near-duplicates left out) against
 their true boxes. The guarantee holds when the
@@ -111,7 +113,9 @@ CONFIG = DetectionConfig(
 )
 
 Box = tuple[float, float, float, float]
-AUDIT_FIELDS = ("label", "status", "threshold", "audited", "accepted", "precision_lower_bound", "true_precision")
+AUDIT_FIELDS = (
+    "label", "status", "threshold", "audited", "accepted", "precision_lower_bound", "true_precision", "true_accepted",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,29 @@ class CachedBackbone(Backbone):
     def embedding(self, image: np.ndarray) -> np.ndarray:
         maps = self.maps(image, CONFIG.long_side)
         return np.concatenate([maps.s32.mean(axis=(1, 2)), maps.s16.mean(axis=(1, 2))]).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the parts of one (target, seed) stream lie: the images the strategies route, then one
+    audit slice per strategy, then the scenes the true precision is measured on."""
+
+    stream: int  # images the strategies may route
+    audit_images: int  # audited images per run
+    slots: int  # audit slices: one per strategy
+
+    def audit(self, slot: int) -> range:
+        """Every AUDIT_INTERVAL-th image of the slot's own slice."""
+        start = self.stream + slot * AUDIT_INTERVAL * self.audit_images
+        return range(start, start + AUDIT_INTERVAL * self.audit_images, AUDIT_INTERVAL)
+
+    @property
+    def truth_start(self) -> int:
+        return self.stream + self.slots * AUDIT_INTERVAL * self.audit_images
+
+    @property
+    def size(self) -> int:
+        return self.truth_start + TRUTH_SPAN
 
 
 def scene(target: str, split: str, index: int, seed: int) -> Item:
@@ -248,7 +275,7 @@ def arrival(model: Model, bb: CachedBackbone, item: Item, i: int, strategy: Stra
 
 
 def run(target: str, seed: int, strategy: Strategy, items: Stream, test: list[Item], bb: CachedBackbone,
-        labels: tuple[str, ...], max_reviews: int, audit_images: int) -> dict[str, Any]:  # fmt: skip
+        labels: tuple[str, ...], max_reviews: int, layout: Layout, slot: int) -> dict[str, Any]:  # fmt: skip
     started = time.perf_counter()
     checkpoints = [c for c in CHECKPOINTS if c <= max_reviews]
     # The seed labels are correct: they are the dataset the pipeline starts from.
@@ -258,7 +285,7 @@ def run(target: str, seed: int, strategy: Strategy, items: Stream, test: list[It
     position, reviews = SEED_LABELS, 0
     waiting: list[Candidate] = []
     recent: list[np.ndarray] = []
-    end = len(items) - AUDIT_INTERVAL * audit_images - TRUTH_SPAN  # the rest is kept for the audit check
+    end = layout.stream  # the rest is kept for the audit check
     for checkpoint in checkpoints:
         while reviews < checkpoint and position < end:
             # Each arrival is detected by the model serving then, and routed or not at that moment,
@@ -285,21 +312,19 @@ def run(target: str, seed: int, strategy: Strategy, items: Stream, test: list[It
         curve.append({"reviews": reviews, "f1": round(model.f1, 4)})
         if reviews < checkpoint:
             break  # the stream ran out before this strategy found enough to review
-    audit = audit_check(model, bb, items, labels, end, audit_images)
+    audit = audit_check(model, bb, items, labels, layout.audit(slot), layout.truth_start)
     return {
         "target": target, "seed": seed, "strategy": strategy, "curve": curve, "stream_used": position,
         "seconds": round(time.perf_counter() - started, 1), "audit": audit,
     }  # fmt: skip
 
 
-def audit_check(model: Model, bb: Backbone, items: Stream, labels: tuple[str, ...], start: int,
-                audit_images: int) -> dict[str, Any]:  # fmt: skip
-    """Audit every ``AUDIT_INTERVAL``-th of the stream images no strategy reached, choose each label's
+def audit_check(model: Model, bb: Backbone, items: Stream, labels: tuple[str, ...], audit_pool: range,
+                truth_start: int) -> dict[str, Any]:  # fmt: skip
+    """Audit the images of ``audit_pool`` (stream images no strategy reached), choose each label's
     auto-accept threshold from them, then measure the true precision of what it accepts on
-    ``TRUTH_IMAGES`` further scenes (near-duplicates left out)."""
-    audit_pool = range(start, start + AUDIT_INTERVAL * audit_images, AUDIT_INTERVAL)
-    after = start + AUDIT_INTERVAL * audit_images
-    truth_pool = [i for i in range(after, len(items)) if "-dup" not in items[i].key][:TRUTH_IMAGES]
+    ``TRUTH_IMAGES`` further scenes from ``truth_start`` on (near-duplicates left out)."""
+    truth_pool = [i for i in range(truth_start, len(items)) if "-dup" not in items[i].key][:TRUTH_IMAGES]
     audit_preds = [detect(model.head, bb, items[i].image, model.thresholds) for i in audit_pool]
     # Audit answers are taken as right (in the pipeline, consolidated from several reviewers): a 5 %
     # error rate in them would cap the measurable precision near 0.95, so no threshold could prove it.
@@ -326,10 +351,11 @@ def job(target: str, seed: int, strategies: Sequence[str], max_reviews: int, tes
     bb = CachedBackbone(Backbone(threads=1))
     test = [scene(target, "test", i, 0) for i in range(test_scenes)]
     labels = (FACE_LABEL,) if target == FACES else BAGS.labels
-    items = Stream(target, seed, stream_images + AUDIT_INTERVAL * audit_images + TRUTH_SPAN)
+    layout = Layout(stream_images, audit_images, len(strategies))
+    items = Stream(target, seed, layout.size)
     out = []
-    for strategy in strategies:
-        row = run(target, seed, strategy, items, test, bb, labels, max_reviews, audit_images)  # type: ignore[arg-type]
+    for slot, strategy in enumerate(strategies):
+        row = run(target, seed, strategy, items, test, bb, labels, max_reviews, layout, slot)  # type: ignore[arg-type]
         print(json.dumps({k: row[k] for k in ("target", "seed", "strategy", "seconds")} | {"curve": row["curve"]}),
               flush=True)  # fmt: skip
         out.append(row)
@@ -458,8 +484,10 @@ def summary(rows: list[dict[str, Any]], args: Any, seconds: float) -> dict[str, 
             "guarantee_holds": len(audits) >= 20 and len(below) <= 1,
             "lower_bound_scope": "smallest Clopper-Pearson lower bound over the runs that chose a threshold",
             "per_run": [
-                {k: e.get(k) for k in AUDIT_FIELDS}
-                for e in audits
+                {"seed": r["seed"], "strategy": r["strategy"], "reviews": r["curve"][-1]["reviews"]}
+                | {k: e.get(k) for k in AUDIT_FIELDS}
+                for r in rows if r["target"] == args.targets[0]
+                for e in r["audit"].values()
             ],
         },
         "top_level_scope": "mean reviews over seeds on the worse of the targets; null when a strategy did not "
