@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     sagemaker_endpoint_name: str = ""
     sagemaker_class_map: dict[str, str] = Field(default_factory=dict)
     model_cache_seconds: float = 10.0
-    # Intra-op threads of the embedded model per worker process. 0: the cores divided among the
+    # Threads of the embedded model (intra-op and BLAS) per worker process. 0: the cores divided among the
     # worker's processes (HITL_WORKER_CONCURRENCY), so concurrent predictions do not oversubscribe.
     model_threads: int = 0
     fixed_backend_latency_ms: float = 0.0

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import boto3
@@ -166,3 +169,24 @@ def test_model_threads_share_the_cores_among_worker_processes(
 
     settings = Settings(model_threads=model_threads, worker_concurrency=concurrency)
     assert threads_for(settings, cpus=cpus) == expected
+
+
+def test_the_thread_share_limits_numpys_blas_threads_too() -> None:
+    """Numpy's BLAS starts a thread per core of the machine in every process (the heads' inference
+    uses it); the share must bound it too, or each worker process's idle BLAS threads spin."""
+    script = (
+        "import json\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from hitl.model.backbone import set_shared_threads\n"
+        "def blas(): return [p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas']\n"
+        "before = blas()\n"
+        "set_shared_threads(1)\n"
+        "print(json.dumps([before, blas()]))\n"
+    )
+    # Two BLAS threads to begin with, whatever this machine's core count.
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True)
+    before, after = json.loads(done.stdout)
+    assert before
+    assert set(before) == {2}
+    assert after == [1] * len(before)

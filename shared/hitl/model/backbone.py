@@ -105,11 +105,24 @@ _shared_threads = 0
 
 
 def set_shared_threads(threads: int) -> None:
-    """Intra-op threads of the process's backbone (0: onnxruntime's default, every core); applies to
-    the session created next, so call it before the first prediction."""
+    """Threads of the process's model: the backbone's intra-op threads (0: onnxruntime's default, every
+    core), for the session created next, so call it before the first prediction; and, when ``threads``
+    is set, the BLAS and OpenMP pools the heads use (numpy, scipy, scikit-learn), from now on."""
     global _shared_threads
     with _shared_lock:
         _shared_threads = max(0, threads)
+    if threads > 0:
+        limit_math_threads(threads)
+
+
+def limit_math_threads(threads: int) -> None:
+    """At most ``threads`` threads in each BLAS and OpenMP pool loaded in the process: numpy's, which
+    the heads use at inference. Their default is one per core of the machine (not of the container's
+    CPU limit), so each worker process started that many, and the idle ones spin: with 2 processes on
+    2 cores, a process took 2 cores' time for 1 core's predictions."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
 
 
 def shared_backbone() -> Backbone:
