@@ -57,24 +57,23 @@ def run_worker(
 
         aws.reset_clients()
 
-    argv = [
-        "worker",
-        "--queues",
-        ",".join(queues),
-        "--hostname",
-        f"{service}@%h",
-        "--pool",
-        pool,
-        "--without-gossip",
-        "--without-mingle",
-        "--loglevel",
-        settings.log_level,
-    ]
-    if concurrency:
-        argv += ["--concurrency", str(concurrency)]
+    argv = worker_argv(service, queues, pool, concurrency, settings.log_level)
     try:
         app.worker_main(argv)
     finally:
         if stop_heartbeat is not None:
             stop_heartbeat.set()
         health.mark_ready(False)
+
+
+def worker_argv(service: str, queues: Sequence[str], pool: str, concurrency: int | None, log_level: str) -> list[str]:
+    """Celery's worker arguments. A prefork pool without a concurrency gets the cores the process may
+    use: Celery's own default is ``os.cpu_count()``, in a container every core of the host whatever
+    its CPU limit."""
+    from hitl.cpus import available_cpus
+
+    argv = ["worker", "--queues", ",".join(queues), "--hostname", f"{service}@%h", "--pool", pool]
+    argv += ["--without-gossip", "--without-mingle", "--loglevel", log_level]
+    if concurrency or pool == "prefork":
+        argv += ["--concurrency", str(concurrency or available_cpus())]
+    return argv

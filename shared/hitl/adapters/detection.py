@@ -11,10 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
-import os
 import time
-from pathlib import Path
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
@@ -27,6 +24,7 @@ from tenacity import (
 )
 
 from hitl import aws
+from hitl.cpus import available_cpus
 from hitl.domain.images import DecodedImage
 from hitl.domain.records import PixelBox, Prediction, RatioBox
 from hitl.settings import Settings
@@ -87,30 +85,6 @@ def model_threads(settings: Settings, cpus: int | None = None) -> int:
     cores = cpus or available_cpus()
     processes = settings.worker_concurrency or cores
     return max(1, cores // processes)
-
-
-def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
-    """The cores this process may use: its CPU affinity, bounded by its cgroup's CPU quota (a
-    container's CPU limit; a pod sees every core of its node) rounded up."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    quota = cgroup_cpu_quota(cgroup)
-    return max(1, min(cores, math.ceil(quota))) if quota else cores
-
-
-def cgroup_cpu_quota(cgroup: Path) -> float | None:
-    """CPUs the cgroup may use (v2 ``cpu.max``; v1 ``cpu.cfs_quota_us`` ÷ ``cpu.cfs_period_us``), or None
-    without a limit."""
-    try:
-        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
-        pass
-    try:
-        quota_us = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
-        period_us = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
-    except (OSError, ValueError):
-        return None
-    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
 class LocalBackend:
