@@ -107,7 +107,7 @@ _shared_threads = 0
 def set_shared_threads(threads: int) -> None:
     """Threads of the process's model: the backbone's intra-op threads (0: onnxruntime's default, every
     core), for the session created next, so call it before the first prediction; and, when ``threads``
-    is set, the BLAS and OpenMP pools the heads use (numpy, scipy, scikit-learn), from now on."""
+    is set, the BLAS and OpenMP pools loaded so far (:func:`limit_math_threads`)."""
     global _shared_threads
     with _shared_lock:
         _shared_threads = max(0, threads)
