@@ -462,7 +462,9 @@ def summary(rows: list[dict[str, Any]], args: Any, seconds: float) -> dict[str, 
         return (reviews if reviews is not None else math.inf, -last_f1(strategy))
 
     best = min(args.strategies, key=rank)
-    audits = [e for r in rows if r["target"] == args.targets[0] for e in r["audit"].values()]
+    # Each run of the first target with each label's audit: the check's runs.
+    audited = [(r, e) for r in rows if r["target"] == args.targets[0] for e in r["audit"].values()]
+    audits = [e for _, e in audited]
     with_threshold = [e for e in audits if e["threshold"] is not None]
     below = [e for e in with_threshold if (e.get("true_precision") or 1.0) < TARGET_PRECISION]
     bounds = [e["precision_lower_bound"] for e in with_threshold]
@@ -486,8 +488,7 @@ def summary(rows: list[dict[str, Any]], args: Any, seconds: float) -> dict[str, 
             "per_run": [
                 {"seed": r["seed"], "strategy": r["strategy"], "reviews": r["curve"][-1]["reviews"]}
                 | {k: e.get(k) for k in AUDIT_FIELDS}
-                for r in rows if r["target"] == args.targets[0]
-                for e in r["audit"].values()
+                for r, e in audited
             ],
         },
         "top_level_scope": "mean reviews over seeds on the worse of the targets; null when a strategy did not "
