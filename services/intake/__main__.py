@@ -15,7 +15,6 @@ def build() -> SqsConsumer:
         queue_url(settings.uploads_queue),
         UploadHandler(Client(settings)),
         on_error=on_error,
-        # Long polls short enough that SIGTERM is honoured within a few seconds.
         wait_seconds=settings.intake_wait_seconds,
     )
 

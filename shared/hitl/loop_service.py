@@ -33,7 +33,7 @@ def run_consumer(service: str, build: Callable[[], SqsConsumer]) -> None:
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("service_stopping", signal=signum)
         health.mark_ready(False)
-        consumer.stopping.set()
+        consumer.stop()  # abandons a long poll in progress: the process stops now, not a poll later
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

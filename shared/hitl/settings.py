@@ -42,7 +42,7 @@ class Settings(BaseSettings):
 
     # --- SQS / EventBridge -------------------------------------------------------------------
     uploads_queue: str = "hitl-uploads"
-    intake_wait_seconds: int = 5
+    intake_wait_seconds: int = 20  # SQS's longest poll: fewest empty receives; SIGTERM abandons it
     events_queue: str = "hitl-a2i-events"
     dlq_suffix: str = "-dlq"
     sqs_max_receive_count: int = 5
@@ -198,7 +198,7 @@ class Settings(BaseSettings):
     # Redis entries kept once their durable copy exists (image hashes, ended loops, review loops).
     retention_days: float = 30.0
 
-    worker_concurrency: int = 0  # 0: one process per core
+    worker_concurrency: int = 0  # 0: one process per core the worker may use (hitl.cpus.available_cpus)
 
     # --- local stack (``make up``): loopback ports ------------------------------------------------
     stack_moto_port: int = 4566

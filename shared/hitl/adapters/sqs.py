@@ -3,6 +3,10 @@
 A message is deleted only after its handler returned, i.e. once its effect is durable; a failing
 message stays, becomes visible again and, after ``maxReceiveCount`` receives, SQS moves it to the
 dead-letter queue. A heartbeat thread extends the visibility of messages still being worked on.
+
+At shutdown (:meth:`SqsConsumer.stop`) a long poll in progress is abandoned rather than waited out:
+a pod or process then stops at once, not up to ``wait_seconds`` later, after its grace period has
+run out. A batch being handled is finished first.
 """
 
 from __future__ import annotations
@@ -30,6 +34,13 @@ def queue_url(name: str) -> str:
     return str(aws.client("sqs").get_queue_url(QueueName=name)["QueueUrl"])
 
 
+class ConsumerStopped(BaseException):
+    """Raised in the consumer's thread, by :meth:`SqsConsumer.stop` from a signal handler, to abandon
+    a long poll. A BaseException, like KeyboardInterrupt, so that botocore's retries and the poll
+    loop's error handling let it through. Messages the abandoned poll had already been given stay
+    invisible until their visibility timeout, then are delivered again: nothing is lost."""
+
+
 class SqsConsumer:
     def __init__(
         self,
@@ -48,16 +59,30 @@ class SqsConsumer:
         self.visibility_seconds = visibility_seconds
         self.on_error = on_error
         self.stopping = threading.Event()
+        self._receiving = False
+
+    def stop(self) -> None:
+        """Stop after the batch in hand. Called from a signal handler of the thread that runs
+        :meth:`run`: a long poll in progress there is abandoned (:class:`ConsumerStopped`)."""
+        self.stopping.set()
+        if self._receiving:
+            raise ConsumerStopped
 
     def poll_once(self) -> BatchResult:
         sqs = aws.client("sqs")
-        response = sqs.receive_message(
-            QueueUrl=self.url,
-            MaxNumberOfMessages=self.batch_size,
-            WaitTimeSeconds=self.wait_seconds,
-            VisibilityTimeout=self.visibility_seconds,
-            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
-        )
+        if self.stopping.is_set():
+            return BatchResult()
+        self._receiving = True
+        try:
+            response = sqs.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=self.batch_size,
+                WaitTimeSeconds=self.wait_seconds,
+                VisibilityTimeout=self.visibility_seconds,
+                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            )
+        finally:
+            self._receiving = False
         messages = response.get("Messages", [])
         result = BatchResult()
         if not messages:
@@ -97,11 +122,14 @@ class SqsConsumer:
                     log.warning("sqs_visibility_extend_failed", message_id=message_id)
 
     def run(self, on_idle: Callable[[], None] | None = None) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.poll_once()
-            except Exception:
-                log.exception("sqs_poll_failed", queue_url=self.url)
-                self.stopping.wait(2.0)
-            if on_idle:
-                on_idle()
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self.poll_once()
+                except Exception:
+                    log.exception("sqs_poll_failed", queue_url=self.url)
+                    self.stopping.wait(2.0)
+                if on_idle:
+                    on_idle()
+        except ConsumerStopped:
+            log.info("sqs_poll_abandoned", queue_url=self.url)
