@@ -34,3 +34,37 @@ def test_restart_reuses_the_recorded_argv_and_environment(tmp_path: Path) -> Non
         assert procs.alive(third)
     finally:
         group.stop_all(grace=2)
+
+
+# Takes a second to stop after SIGTERM, noting when it was asked and when it was done.
+SLOW_TO_STOP = """
+import signal, sys, time
+def stop(*_):
+    print("asked", time.time(), flush=True)
+    time.sleep(1.0)
+    print("done", time.time(), flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+while True:
+    time.sleep(0.1)
+"""
+
+
+def test_processes_stopped_together_are_all_asked_before_any_is_done(tmp_path: Path) -> None:
+    group = procs.ProcessGroup(tmp_path)
+    names = ["a", "b", "c"]
+    pids = [group.start(name, [sys.executable, "-c", SLOW_TO_STOP]) for name in names]
+    try:
+        for name in names:
+            procs.wait_until(lambda n=name: "ready" in (tmp_path / "logs" / f"{n}.log").read_text(), 20, f"{name} up")
+        assert group.stop_together(names + ["never-started"], grace=10) == names
+        assert not any(procs.alive(pid) for pid in pids)
+        marks = {}
+        for name in names:
+            lines = dict(line.split() for line in (tmp_path / "logs" / f"{name}.log").read_text().split("\n")[1:] if line)
+            marks[name] = (float(lines["asked"]), float(lines["done"]))
+        assert max(asked for asked, _ in marks.values()) < min(done for _, done in marks.values())
+        assert group.names() == []
+    finally:
+        group.stop_all(grace=2)

@@ -32,12 +32,10 @@ log = get_logger("hitl.stack")
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 REGION = "us-east-1"
 # The supervisor first (nothing is revived while the stack goes down), then workers before what they
-# depend on.
-STOP_ORDER = (
-    supervisor.NAME,
-    *("intake", "ingestor", "reconciler", "detector", "dispatcher", "trainer", "beat", "monitor"),
-    *("review", "moto", "redis"),
-)
+# depend on. The workers depend on none of each other (their work waits in Redis and SQS), so they
+# stop together.
+WORKERS = ("intake", "ingestor", "reconciler", "detector", "dispatcher", "trainer", "beat", "monitor")
+STOP_ORDER = (supervisor.NAME, *WORKERS, "review", "moto", "redis")
 
 
 @dataclass
@@ -248,7 +246,10 @@ def down(run_dir: Path) -> list[str]:
     """Stop the writers, snapshot moto's state (:mod:`hitl.stack.persist`), then stop the rest."""
     run_dir = run_dir.resolve()
     group = procs.ProcessGroup(run_dir)
-    stopped = [n for n in STOP_ORDER if n not in ("moto", "redis") and n in group.names() and group.stop(n)]
+    tracked = group.names()
+    stopped = [n for n in (supervisor.NAME,) if n in tracked and group.stop(n)]
+    stopped += group.stop_together([n for n in WORKERS if n in tracked])
+    stopped += [n for n in ("review",) if n in tracked and group.stop(n)]
     moto_pid = group.pid("moto")
     try:
         if moto_pid is not None and procs.alive(moto_pid) and (run_dir / "stack.env").exists():

@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
@@ -185,6 +186,15 @@ class ProcessGroup:
                 time.sleep(0.2)
         path.unlink(missing_ok=True)
         return stopped
+
+    def stop_together(self, names: Sequence[str], grace: float = 15.0) -> list[str]:
+        """Stop ``names`` at once, each signalled and waited for in a thread of its own: a stack goes
+        down in its slowest process's time, not in the sum of all. Returns those that were running."""
+        if not names:
+            return []
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            stopped = list(pool.map(lambda name: self.stop(name, grace), names))
+        return [name for name, was_running in zip(names, stopped, strict=True) if was_running]
 
     def stop_all(self, order: Sequence[str] = (), grace: float = 15.0) -> list[str]:
         """Stop ``order`` first (e.g. workers before their broker), then whatever else is tracked."""
