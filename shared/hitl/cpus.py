@@ -20,6 +20,12 @@ def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
     return max(1, min(cores, math.ceil(quota))) if quota else cores
 
 
+def worker_processes(concurrency: int | None, cpus: int | None = None) -> int:
+    """A worker's process count: its configured concurrency, else one per core it may use (``cpus``,
+    by default :func:`available_cpus`)."""
+    return concurrency or cpus or available_cpus()
+
+
 def cgroup_cpu_quota(cgroup: Path) -> float | None:
     """CPUs the cgroup may use (v2 ``cpu.max``; v1 ``cpu.cfs_quota_us`` ÷ ``cpu.cfs_period_us``), or None
     without a limit."""

@@ -70,10 +70,10 @@ def worker_argv(service: str, queues: Sequence[str], pool: str, concurrency: int
     """Celery's worker arguments. A prefork pool without a concurrency gets the cores the process may
     use: Celery's own default is ``os.cpu_count()``, in a container every core of the host whatever
     its CPU limit."""
-    from hitl.cpus import available_cpus
+    from hitl.cpus import worker_processes
 
     argv = ["worker", "--queues", ",".join(queues), "--hostname", f"{service}@%h", "--pool", pool]
     argv += ["--without-gossip", "--without-mingle", "--loglevel", log_level]
     if concurrency or pool == "prefork":
-        argv += ["--concurrency", str(concurrency or available_cpus())]
+        argv += ["--concurrency", str(worker_processes(concurrency))]
     return argv

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hitl.cpus import available_cpus, cgroup_cpu_quota
+from hitl.cpus import available_cpus, cgroup_cpu_quota, worker_processes
 from hitl.worker import worker_argv
 
 
@@ -44,3 +44,9 @@ def test_a_prefork_worker_without_a_concurrency_gets_the_cores_it_may_use() -> N
     argv = worker_argv("detector", ["detect"], "prefork", 3, "INFO")
     assert argv[argv.index("--concurrency") + 1] == "3"
     assert "--concurrency" not in worker_argv("beat", ["x"], "solo", None, "INFO")
+
+
+def test_a_configured_concurrency_wins_over_the_cores() -> None:
+    assert worker_processes(5, cpus=3) == 5
+    assert worker_processes(0, cpus=3) == 3
+    assert worker_processes(None) == available_cpus()

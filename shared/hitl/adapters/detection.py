@@ -24,7 +24,7 @@ from tenacity import (
 )
 
 from hitl import aws
-from hitl.cpus import available_cpus
+from hitl.cpus import available_cpus, worker_processes
 from hitl.domain.images import DecodedImage
 from hitl.domain.records import PixelBox, Prediction, RatioBox
 from hitl.settings import Settings
@@ -83,7 +83,7 @@ def model_threads(settings: Settings, cpus: int | None = None) -> int:
     if settings.model_threads > 0:
         return settings.model_threads
     cores = cpus or available_cpus()
-    processes = settings.worker_concurrency or cores
+    processes = worker_processes(settings.worker_concurrency, cores)
     return max(1, cores // processes)
 
 
