@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -140,8 +141,11 @@ def test_every_entry_point_answers_help_and_starts_nothing(help_runs: tuple[list
         for r in runs if r.argv[1] != "-c" and (r.code != 0 or "usage" not in r.stdout.lower())
     ]
     assert not failed, "\n\n".join(failed)
-    slow = [f"{' '.join(r.argv[1:])}: {r.seconds:.1f} s" for r in runs if r.seconds > SECONDS_EACH]
-    assert not slow, slow
+    # "Quickly" is judged against the other entry points of the same run, as well as in seconds: on a
+    # slow or loaded machine every start-up is slow alike, while one that does real work stands out.
+    typical = statistics.median(r.seconds for r in runs)
+    slow = [f"{' '.join(r.argv[1:])}: {r.seconds:.1f} s" for r in runs if r.seconds > max(SECONDS_EACH, 3 * typical)]
+    assert not slow, (slow, f"median {typical:.1f} s")
     assert marked_processes(marker) == []
 
 

@@ -58,11 +58,12 @@ def test_processes_stopped_together_are_all_asked_before_any_is_done(tmp_path: P
     try:
         for name in names:
             procs.wait_until(lambda n=name: "ready" in (tmp_path / "logs" / f"{n}.log").read_text(), 20, f"{name} up")
-        assert group.stop_together(names + ["never-started"], grace=10) == names
+        assert group.stop_together([*names, "never-started"], grace=10) == names
         assert not any(procs.alive(pid) for pid in pids)
         marks = {}
         for name in names:
-            lines = dict(line.split() for line in (tmp_path / "logs" / f"{name}.log").read_text().split("\n")[1:] if line)
+            log = (tmp_path / "logs" / f"{name}.log").read_text()
+            lines = dict(line.split() for line in log.split("\n")[1:] if line)
             marks[name] = (float(lines["asked"]), float(lines["done"]))
         assert max(asked for asked, _ in marks.values()) < min(done for _, done in marks.values())
         assert group.names() == []

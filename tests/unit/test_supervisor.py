@@ -3,7 +3,6 @@ respected, and a revive never starts a second copy."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
@@ -67,20 +66,22 @@ def test_a_killed_process_is_restarted_as_it_was_started_and_counted(
 
 def test_a_crash_loop_waits_longer_each_time(group: procs.ProcessGroup, supervised: Supervisor) -> None:
     group.start("crasher", CRASHER)
-    restarts: list[float] = []
+    # restart number → (the wait chosen, the time from the exit seen to the restart)
+    seen: dict[int, tuple[float, float]] = {}
 
     def restarted_four_times() -> bool:
         state = supervised.services.get("crasher")
-        if state and state.last_restart_at and (not restarts or state.last_restart_at != restarts[-1]):
-            restarts.append(state.last_restart_at)
-        return len(restarts) >= 4
+        if state and state.restarts and state.restarts not in seen and state.last_restart_at and state.last_exit_at:
+            seen[state.restarts] = (state.backoff or 0.0, state.last_restart_at - state.last_exit_at)
+        return len(seen) >= 4
 
     procs.wait_until(restarted_four_times, 20, "four restarts", interval=0.01)
-    gaps = [b - a for a, b in itertools.pairwise(restarts)]
-    # Waits of 0.4, 0.8, 0.8 s (doubling from 0.2, capped at 0.8), give or take a tick.
-    assert gaps[0] >= 0.35
-    assert gaps[1] >= 0.7
-    assert gaps[2] < 1.45, "capped at the maximum (uncapped, it would wait 1.6 s)"
+    # Waits double from 0.2 s and are capped at 0.8 s (uncapped, the fourth would be 1.6 s). The time
+    # each restart took to come is checked against its wait, not the gaps between restarts, which
+    # also hold a Python start-up and so grow on a loaded machine.
+    assert [seen[n][0] for n in (1, 2, 3, 4)] == [0.2, 0.4, 0.8, 0.8]
+    for wait, waited in (seen[n] for n in (1, 2, 3, 4)):
+        assert wait <= waited < 1.6, (wait, waited)
 
 
 def test_a_process_stopped_on_purpose_stays_stopped(group: procs.ProcessGroup, supervised: Supervisor) -> None:
