@@ -18,11 +18,12 @@ from pathlib import Path
 
 from hitl import aws
 from hitl.settings import Settings
+from hitl.stack import procs
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _start_ingestor(settings: Settings, queue: str, log_dir: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def _start_ingestor(queue: str, log_dir: Path) -> tuple[subprocess.Popen[bytes], Path]:
     env = {
         **os.environ,
         "HITL_EVENTS_QUEUE": queue,
@@ -48,22 +49,13 @@ def _events(path: Path) -> list[str]:
     return names
 
 
-def _wait_for(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(check) and check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_sigterm_abandons_the_long_poll_and_the_service_exits_at_once(settings: Settings, tmp_path: Path) -> None:
     sqs = aws.client("sqs")
     queue = f"shutdown-{uuid.uuid4().hex[:8]}"
     url = sqs.create_queue(QueueName=queue)["QueueUrl"]
-    process, log = _start_ingestor(settings, queue, tmp_path)
+    process, log = _start_ingestor(queue, tmp_path)
     try:
-        _wait_for(lambda: "service_started" in _events(log), 60, "the ingestor to start")
+        procs.wait_until(lambda: "service_started" in _events(log), 60, "the ingestor to start")
         time.sleep(1.0)  # well inside its first 20-second poll
         sent = time.monotonic()
         process.send_signal(signal.SIGTERM)

@@ -247,9 +247,9 @@ def down(run_dir: Path) -> list[str]:
     run_dir = run_dir.resolve()
     group = procs.ProcessGroup(run_dir)
     tracked = group.names()
-    stopped = [n for n in (supervisor.NAME,) if n in tracked and group.stop(n)]
-    stopped += group.stop_together([n for n in WORKERS if n in tracked])
-    stopped += [n for n in ("review",) if n in tracked and group.stop(n)]
+    stopped: list[str] = []
+    for tier in ((supervisor.NAME,), WORKERS, ("review",)):
+        stopped += group.stop_together([n for n in tier if n in tracked])
     moto_pid = group.pid("moto")
     try:
         if moto_pid is not None and procs.alive(moto_pid) and (run_dir / "stack.env").exists():
