@@ -45,6 +45,8 @@ class ModelArtifact:
             arrays = {"anchors": head.anchors, "w16": head.w16, "w32": head.w32, "bias": head.bias}
             if head.refiner is not None:
                 arrays.update(head.refiner.arrays())
+            if head.shared is not None:
+                arrays["shared"] = head.shared.astype(np.uint8)
             calibration = head.calibration or Calibration()
             return cls("detection", head.labels, arrays, asdict(head.config), info=info or {}, calibration=calibration)
         arrays = {"weights": head.weights, "bias": head.bias}
@@ -57,7 +59,10 @@ class ModelArtifact:
             refiner = None
             if "r_weights" in a:  # artifacts from before the second stage have none
                 refiner = Refiner(a["r_weights"], a["r_bias"], a["r_reg_weights"], a["r_reg_bias"], config.refine)
-            return DetectionHead(self.labels, a["anchors"], a["w16"], a["w32"], a["bias"], config, refiner)
+            shared = a["shared"].astype(bool) if "shared" in a else None  # older artifacts: labels apart
+            return DetectionHead(
+                self.labels, a["anchors"], a["w16"], a["w32"], a["bias"], config, refiner, shared=shared
+            )
         cfg = dict(self.config)
         cfg["sizes"] = tuple(cfg["sizes"])
         return ClassificationHead(self.labels, a["weights"], a["bias"], ClassificationConfig(**cfg))

@@ -8,7 +8,7 @@ background windows, then the background windows the first model scores highest (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -56,6 +56,9 @@ class DetectionConfig:
     flip_below_images: int = 100
     scale_step: float = 1.15
     nms_iou: float = 0.3
+    # A box of one label overlapping a likelier box of another this much is the same object seen twice,
+    # unless the training boxes show the two labels sharing objects (``DetectionHead.shared``).
+    label_nms_iou: float = 0.5
     max_results: int = 50
     candidate_floor: float = 0.01  # probability below which a window is never reported
     min_object_px: float = 40.0  # smaller objects (median, at long_side) make training pick a larger long side
@@ -86,6 +89,9 @@ class DetectionHead:
     bias: np.ndarray  # L
     config: DetectionConfig = field(default_factory=DetectionConfig)
     refiner: Refiner | None = None  # the second stage; None in artifacts trained without it
+    # L×L: may two labels name one object (training boxes of both overlapping at label_nms_iou)?
+    # None in artifacts from before it was learned: every label is then reported on its own.
+    shared: np.ndarray | None = None
     calibration: Calibration | None = None  # fitted with the head at training (not part of its arrays)
     # Window layouts per image geometry: images of one size share them (few distinct sizes).
     _layouts: dict[tuple[int, int, int, int], tuple[np.ndarray, np.ndarray]] = field(
@@ -114,11 +120,11 @@ class DetectionHead:
     def detect(
         self, backbone: Backbone, image: np.ndarray
     ) -> list[tuple[str, float, tuple[float, float, float, float]]]:
-        """(label, probability 0–1, (left, top, width, height) px) after per-label NMS, best first."""
+        """(label, probability 0–1, (left, top, width, height) px) as :func:`reported` keeps them."""
         maps = backbone.maps(image, self.config.long_side)
         boxes, logits = self.scores(maps)
         height, width = image.shape[:2]
-        found = []
+        found: list[tuple[str, float, tuple[float, float, float, float]]] = []
         px = boxes.astype(np.float64) * grid.GRID / maps.scale
         px[:, [0, 2]] = np.clip(px[:, [0, 2]], 0, width)
         px[:, [1, 3]] = np.clip(px[:, [1, 3]], 0, height)
@@ -129,26 +135,57 @@ class DetectionHead:
             px[:, [1, 3]] = np.clip(px[:, [1, 3]], 0, height)
         else:
             probs = (1.0 / (1.0 + np.exp(-logits))).T
-        for li, label in enumerate(self.labels):
-            prob = probs[:, li]
-            candidates = np.flatnonzero(prob >= self.config.candidate_floor)
-            if candidates.size > 400:
-                candidates = candidates[np.argsort(-prob[candidates])[:400]]
-            kept = grid.nms(px[candidates], prob[candidates], self.config.nms_iou, self.config.max_results)
-            for k in candidates[kept]:
-                x0, y0, x1, y1 = px[k]
-                found.append((label, float(prob[k]), (float(x0), float(y0), float(x1 - x0), float(y1 - y0))))
-        found.sort(key=lambda f: -f[1])
-        return found[: self.config.max_results]
+        for li, k in reported(px, probs, self.config, self.shared):
+            x0, y0, x1, y1 = px[k]
+            found.append((self.labels[li], float(probs[k, li]), (float(x0), float(y0), float(x1 - x0), float(y1 - y0))))
+        return found
+
+
+def reported(
+    px: np.ndarray, probs: np.ndarray, cfg: DetectionConfig, shared: np.ndarray | None
+) -> list[tuple[int, int]]:
+    """(label index, box index) of what is reported for boxes (N×4 px) scored ``probs`` (N×L), best
+    first: per-label NMS, then a box whose object a likelier box already names with another label
+    is dropped, unless ``shared`` says the two labels may name one object."""
+    found: list[tuple[float, int, int]] = []
+    for li in range(probs.shape[1]):
+        prob = probs[:, li]
+        candidates = np.flatnonzero(prob >= cfg.candidate_floor)
+        if candidates.size > 400:
+            candidates = candidates[np.argsort(-prob[candidates])[:400]]
+        kept = grid.nms(px[candidates], prob[candidates], cfg.nms_iou, cfg.max_results)
+        found += [(float(prob[k]), li, int(k)) for k in candidates[kept]]
+    found.sort(key=lambda f: -f[0])
+    if shared is not None and len(found) > 1:
+        boxes = px[[k for _, _, k in found]]
+        overlap = grid.iou(boxes, boxes) >= cfg.label_nms_iou
+        labels = np.asarray([li for _, li, _ in found])
+        keep: list[int] = []
+        for i, li in enumerate(labels):
+            if not any(overlap[i, j] and not shared[li, labels[j]] for j in keep):
+                keep.append(i)
+        found = [found[i] for i in keep]
+    return [(li, k) for _, li, k in found[: cfg.max_results]]
+
+
+def shared_labels(images: Iterable[tuple[np.ndarray, np.ndarray]], n_labels: int, iou: float) -> np.ndarray:
+    """L×L: which labels the training boxes show naming one object: per image (boxes G×4, their label
+    indices G), two boxes overlapping at ``iou``."""
+    out = np.eye(n_labels, dtype=bool)
+    for boxes, labels in images:
+        if len(boxes) > 1:
+            first, second = np.nonzero(grid.iou(boxes, boxes) >= iou)
+            out[labels[first], labels[second]] = True
+    return out
 
 
 def proposals(px: np.ndarray, logits: np.ndarray, cfg: RefineConfig) -> np.ndarray:
     """Indices of the windows the second stage looks at: the best-scoring for any label, spread out
-    by NMS."""
+    by NMS over every window above the floor. (A top-k cut before NMS would let one confident object's
+    many overlapping windows fill it, and leave the other objects of the image without a proposal.)"""
     objectness = logits.max(axis=0)
-    order = np.argsort(-objectness)[: 20 * cfg.proposals]
     floor = np.log(cfg.proposal_floor) - np.log1p(-cfg.proposal_floor)
-    order = order[objectness[order] >= floor]
+    order = np.flatnonzero(objectness >= floor)
     keep = grid.nms(px[order], objectness[order], cfg.proposal_nms, cfg.proposals)
     out: np.ndarray = order[keep]
     return out
@@ -390,8 +427,9 @@ def train_detection(
     y = np.concatenate([y, *ys])
     params, _ = _fit(x, y, len(labels), cfg, norm, c16, models)
     head = head_from(params)
+    head.shared = shared_labels(((v.gt, v.gt_labels) for v in variants), len(labels), cfg.label_nms_iou)
     if cfg.refine.enabled:
-        head.refiner, head.calibration = second.fit()
+        head.refiner, head.calibration = second.fit(head.shared)
     return head
 
 
@@ -401,6 +439,7 @@ class _SecondStage:
     def __init__(self, cfg: DetectionConfig, n_labels: int) -> None:
         self.cfg = cfg.refine
         self.floor, self.nms_iou, self.limit = cfg.candidate_floor, cfg.nms_iou, cfg.max_results
+        self.label_nms_iou = cfg.label_nms_iou
         self.n_labels = n_labels
         self.boxes: list[np.ndarray] = []
         self.owner: list[np.ndarray] = []
@@ -435,7 +474,7 @@ class _SecondStage:
             self.deltas.append(np.zeros((len(boxes), 4)))
             self.regress.append(np.zeros(len(boxes), bool))
 
-    def fit(self) -> tuple[Refiner, Calibration]:
+    def fit(self, shared: np.ndarray) -> tuple[Refiner, Calibration]:
         """The refiner, and a calibration map of its confidences fitted on what it would report for
         images it has not seen: out-of-fold probabilities of the proposals, moved, suppressed and
         matched exactly as at inference and evaluation."""
@@ -450,17 +489,17 @@ class _SecondStage:
         moved = apply_deltas(np.concatenate(self.boxes)[proposed], shifts)
         owner = np.concatenate(self.owner)[proposed]
         names = [str(li) for li in range(self.n_labels)]
+        cfg = replace(DetectionConfig(), candidate_floor=self.floor, nms_iou=self.nms_iou, max_results=self.limit,
+                      label_nms_iou=self.label_nms_iou)  # fmt: skip
         truths: list[Truth] = []
         found: list[list[Prediction]] = []
         for variant, (truth, truth_labels) in enumerate(self.truths):
             mine = np.flatnonzero(owner == variant)
             truths.append([(names[li], _pixel_box(b)) for b, li in zip(truth, truth_labels, strict=True)])
-            found.append([])
-            for li in range(self.n_labels):
-                keep = mine[np.flatnonzero(probs[mine, li] >= self.floor)]
-                kept = keep[grid.nms(moved[keep], probs[keep, li], self.nms_iou, self.limit)] if keep.size else keep
-                found[-1] += [Prediction(label=names[li], confidence=100.0 * probs[k, li], box=_pixel_box(moved[k]))
-                              for k in kept]  # fmt: skip
+            found.append([
+                Prediction(label=names[li], confidence=100.0 * probs[mine[k], li], box=_pixel_box(moved[mine[k]]))
+                for li, k in reported(moved[mine], probs[mine], cfg, shared)
+            ])  # fmt: skip
         scored = scored_candidates(truths, found, names)
         if not scored:
             return refiner, Calibration()

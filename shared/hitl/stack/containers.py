@@ -334,22 +334,31 @@ def memory(cs: ContainerStack, names: list[str]) -> dict[str, dict[str, int] | N
 
 
 def down(run_dir: Path, engine: engines.Engine | None = None) -> list[str]:
-    """Stop the containers started for ``run_dir`` (their logs saved), then the stack's processes."""
+    """Stop the containers started for ``run_dir`` (their logs saved), then the stack's processes.
+
+    The supervisor stops first, then the workers together in one ``stop`` call (in the slowest one's
+    grace, not the sum of all), then the review service: the order of ``local.down``."""
     run_dir = run_dir.resolve()
     folder = run_dir / "containers"
     stopped: list[str] = []
-    cids = sorted(folder.glob("*.cid")) if folder.exists() else []
+    cids = {p.stem: p for p in sorted(folder.glob("*.cid"))} if folder.exists() else {}
     if cids:
         engine = engine or engines.detect()
-        order = {name: i for i, name in enumerate(local.STOP_ORDER)}
         log_dir = run_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        for cid in sorted(cids, key=lambda p: order.get(p.stem, -1)):
-            container = cid.read_text().strip()
-            if container:
-                engine.run("stop", "--time", str(STOP_GRACE_SECONDS), container, check=False, timeout=120)
-                (log_dir / f"{cid.stem}.log").write_text(logs(engine, container, tail=5000))
-                engine.run("rm", "--force", container, check=False)
-                stopped.append(cid.stem)
-            cid.unlink(missing_ok=True)
+        tiers: list[tuple[str, ...]] = [(name,) for name in local.STOP_ORDER if name not in local.WORKERS]
+        tiers.insert(1, local.WORKERS)
+        tiers.append(tuple(name for name in cids if name not in local.STOP_ORDER))
+        for tier in tiers:
+            present = {name: cids.pop(name).read_text().strip() for name in tier if name in cids}
+            ids = [cid for cid in present.values() if cid]
+            if ids:
+                engine.run("stop", "--time", str(STOP_GRACE_SECONDS), *ids, check=False, timeout=120)
+                for name, container in present.items():
+                    if container:
+                        (log_dir / f"{name}.log").write_text(logs(engine, container, tail=5000))
+                engine.run("rm", "--force", *ids, check=False)
+                stopped += [name for name, container in present.items() if container]
+            for name in present:
+                (folder / f"{name}.cid").unlink(missing_ok=True)
     return stopped + local.down(run_dir)

@@ -10,7 +10,7 @@ import pytest
 
 from hitl.model import grid
 from hitl.model.artifact import ModelArtifact
-from hitl.model.detection import DetectionConfig, DetectionHead, working_long_side
+from hitl.model.detection import DetectionConfig, DetectionHead, proposals, reported, shared_labels, working_long_side
 from hitl.model.predictor import LocalPredictor
 from hitl.model.refine import RefineConfig, apply_deltas, box_deltas, crops, jittered, out_of_fold, regions
 from hitl.scenes import generate_scene
@@ -129,3 +129,51 @@ def test_the_window_head_alone_still_trains_when_the_second_stage_is_off() -> No
     head = artifact.head()
     assert isinstance(head, DetectionHead)
     assert head.refiner is None
+
+
+def test_every_object_above_the_floor_gets_a_proposal_however_many_windows_another_fills() -> None:
+    # 2,000 windows jittered around one confident object, one window on a second, less likely object.
+    rng = np.random.default_rng(0)
+    crowd = np.array([100.0, 100.0, 180.0, 180.0]) + rng.uniform(-6, 6, size=(2000, 4))
+    lone = np.array([[400.0, 300.0, 460.0, 360.0]])
+    px = np.concatenate([crowd, lone])
+    logits = np.concatenate([rng.uniform(3.0, 5.0, 2000), [-1.0]])[None, :]  # p ≈ 0.27 for the lone one
+    picked = proposals(px, logits, RefineConfig(proposals=24, proposal_floor=0.05))
+    assert 2000 in picked.tolist()
+    assert grid.iou(px[picked], px[picked])[np.triu_indices(len(picked), 1)].max() <= 0.3
+    below_floor = proposals(px, logits, RefineConfig(proposals=24, proposal_floor=0.5))
+    assert 2000 not in below_floor.tolist()
+
+
+def test_one_object_is_reported_under_one_label_unless_training_boxes_shared_labels() -> None:
+    cfg = DetectionConfig()
+    px = np.array([[10.0, 10, 60, 60], [12, 11, 61, 62], [200, 200, 260, 260]])
+    # Box 0 is likely "a" and somewhat "b"; box 1 (the same object) likelier "b" than box 0; box 2 is "b".
+    probs = np.array([[0.9, 0.4], [0.2, 0.6], [0.001, 0.8]])
+    apart = np.eye(2, dtype=bool)
+    assert reported(px, probs, cfg, apart) == [(0, 0), (1, 2)]
+    # Without the table (older artifacts) each label is reported on its own, as before.
+    assert sorted(reported(px, probs, cfg, None)) == [(0, 0), (1, 1), (1, 2)]
+    # Labels the training boxes put on one object (e.g. "dog" and "animal") are both kept.
+    together = np.ones((2, 2), dtype=bool)
+    assert reported(px, probs, cfg, together) == [(0, 0), (1, 2), (1, 1)]
+
+
+def test_labels_share_objects_only_where_training_boxes_of_both_overlap() -> None:
+    one = (np.array([[0.0, 0, 10, 10], [0, 0, 10, 11], [50, 50, 60, 60]]), np.array([0, 1, 2]))
+    other = (np.array([[0.0, 0, 10, 10], [30, 30, 40, 40]]), np.array([2, 0]))
+    table = shared_labels([one, other], 3, 0.5)
+    expected = np.eye(3, dtype=bool)
+    expected[0, 1] = expected[1, 0] = True
+    np.testing.assert_array_equal(table, expected)
+
+
+def test_artifacts_keep_which_labels_share_objects(box_model: ModelArtifact) -> None:
+    head = ModelArtifact.from_bytes(box_model.to_bytes()).head()
+    assert isinstance(head, DetectionHead)
+    assert head.shared is not None
+    np.testing.assert_array_equal(head.shared, np.eye(len(box_model.labels), dtype=bool))
+    older = replace(box_model, arrays={k: v for k, v in box_model.arrays.items() if k != "shared"})
+    old_head = ModelArtifact.from_bytes(older.to_bytes()).head()
+    assert isinstance(old_head, DetectionHead)
+    assert old_head.shared is None
