@@ -60,7 +60,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 from hitl.domain.auto_accept import auto_accept_threshold
 from hitl.domain.records import PixelBox, Prediction
@@ -346,6 +345,9 @@ def audit_check(model: Model, bb: Backbone, items: Stream, labels: tuple[str, ..
 def job(target: str, seed: int, strategies: Sequence[str], max_reviews: int, test_scenes: int,
         audit_images: int, stream_images: int) -> list[dict[str, Any]]:  # fmt: skip
     """Every strategy on one (target, seed) stream, in one process sharing its cached feature maps."""
+    # Imported here, not at the top, so that --help does not load scikit-learn.
+    from sklearn.exceptions import ConvergenceWarning
+
     # lbfgs may stop at max_iter on the larger sets: the same for every strategy, and said once here.
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     bb = CachedBackbone(Backbone(threads=1))

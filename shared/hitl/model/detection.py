@@ -437,9 +437,8 @@ class _SecondStage:
     """Crop descriptors and targets gathered image by image for the refiner."""
 
     def __init__(self, cfg: DetectionConfig, n_labels: int) -> None:
+        self.detection = cfg
         self.cfg = cfg.refine
-        self.floor, self.nms_iou, self.limit = cfg.candidate_floor, cfg.nms_iou, cfg.max_results
-        self.label_nms_iou = cfg.label_nms_iou
         self.n_labels = n_labels
         self.boxes: list[np.ndarray] = []
         self.owner: list[np.ndarray] = []
@@ -489,8 +488,6 @@ class _SecondStage:
         moved = apply_deltas(np.concatenate(self.boxes)[proposed], shifts)
         owner = np.concatenate(self.owner)[proposed]
         names = [str(li) for li in range(self.n_labels)]
-        cfg = replace(DetectionConfig(), candidate_floor=self.floor, nms_iou=self.nms_iou, max_results=self.limit,
-                      label_nms_iou=self.label_nms_iou)  # fmt: skip
         truths: list[Truth] = []
         found: list[list[Prediction]] = []
         for variant, (truth, truth_labels) in enumerate(self.truths):
@@ -498,7 +495,7 @@ class _SecondStage:
             truths.append([(names[li], _pixel_box(b)) for b, li in zip(truth, truth_labels, strict=True)])
             found.append([
                 Prediction(label=names[li], confidence=100.0 * probs[mine[k], li], box=_pixel_box(moved[mine[k]]))
-                for li, k in reported(moved[mine], probs[mine], cfg, shared)
+                for li, k in reported(moved[mine], probs[mine], self.detection, shared)
             ])  # fmt: skip
         scored = scored_candidates(truths, found, names)
         if not scored:

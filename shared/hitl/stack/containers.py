@@ -346,9 +346,7 @@ def down(run_dir: Path, engine: engines.Engine | None = None) -> list[str]:
         engine = engine or engines.detect()
         log_dir = run_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        tiers: list[tuple[str, ...]] = [(name,) for name in local.STOP_ORDER if name not in local.WORKERS]
-        tiers.insert(1, local.WORKERS)
-        tiers.append(tuple(name for name in cids if name not in local.STOP_ORDER))
+        tiers = [*local.STOP_TIERS, tuple(name for name in cids if name not in local.STOP_ORDER)]
         for tier in tiers:
             present = {name: cids.pop(name).read_text().strip() for name in tier if name in cids}
             ids = [cid for cid in present.values() if cid]

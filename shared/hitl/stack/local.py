@@ -35,7 +35,11 @@ REGION = "us-east-1"
 # depend on. The workers depend on none of each other (their work waits in Redis and SQS), so they
 # stop together.
 WORKERS = ("intake", "ingestor", "reconciler", "detector", "dispatcher", "trainer", "beat", "monitor")
-STOP_ORDER = (supervisor.NAME, *WORKERS, "review", "moto", "redis")
+# Writers stop first (the supervisor, so that it restarts nothing, then the workers, then the review
+# service), so that moto's state can be snapshotted before moto and Redis stop.
+WRITER_TIERS: tuple[tuple[str, ...], ...] = ((supervisor.NAME,), WORKERS, ("review",))
+STOP_TIERS: tuple[tuple[str, ...], ...] = (*WRITER_TIERS, ("moto",), ("redis",))
+STOP_ORDER = tuple(name for tier in STOP_TIERS for name in tier)
 
 
 @dataclass
@@ -248,7 +252,7 @@ def down(run_dir: Path) -> list[str]:
     group = procs.ProcessGroup(run_dir)
     tracked = group.names()
     stopped: list[str] = []
-    for tier in ((supervisor.NAME,), WORKERS, ("review",)):
+    for tier in WRITER_TIERS:
         stopped += group.stop_together([n for n in tier if n in tracked])
     moto_pid = group.pid("moto")
     try:
