@@ -64,7 +64,7 @@ import numpy as np
 from hitl.domain.auto_accept import auto_accept_threshold
 from hitl.domain.records import PixelBox, Prediction
 from hitl.domain.strategies import STRATEGIES, Candidate, Strategy, image_uncertainty, is_candidate, select
-from hitl.model.backbone import Backbone, FeatureMaps
+from hitl.model.backbone import Backbone, FeatureMaps, limit_math_threads
 from hitl.model.detection import BoxExample, DetectionConfig, DetectionHead, train_detection
 from hitl.model.evaluation import Truth, evaluate_predictions, scored_candidates
 from hitl.scenes.detection import FACE_LABEL, generate_scene
@@ -350,6 +350,8 @@ def job(target: str, seed: int, strategies: Sequence[str], max_reviews: int, tes
 
     # lbfgs may stop at max_iter on the larger sets: the same for every strategy, and said once here.
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    # One core each, for the backbone and for numpy's BLAS (whose idle threads would spin otherwise).
+    limit_math_threads(1)
     bb = CachedBackbone(Backbone(threads=1))
     test = [scene(target, "test", i, 0) for i in range(test_scenes)]
     labels = (FACE_LABEL,) if target == FACES else BAGS.labels
