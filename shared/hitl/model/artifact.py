@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from hitl.model.backbone import BUILDS, DEFAULT_BUILD, LEGACY_BUILD
 from hitl.model.calibration import Calibration
 from hitl.model.classification import ClassificationConfig, ClassificationHead
 from hitl.model.detection import DetectionConfig, DetectionHead
@@ -38,6 +39,7 @@ class ModelArtifact:
     evaluation: dict[str, Any] | None = None  # EvaluationReport.to_dict() of the test set
     info: dict[str, Any] = field(default_factory=dict)  # training facts: images, seconds, …
     calibration: Calibration = field(default_factory=Calibration)  # raw → calibrated probability
+    backbone: str = DEFAULT_BUILD  # the backbone build whose maps the head was fitted on
 
     @classmethod
     def from_head(cls, head: DetectionHead | ClassificationHead, info: dict[str, Any] | None = None) -> ModelArtifact:
@@ -84,6 +86,7 @@ class ModelArtifact:
             "evaluation": self.evaluation,
             "info": self.info,
             "calibration": self.calibration.to_dict(),
+            "backbone": self.backbone,
         }
         buffer = io.BytesIO()
         payload = {_HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
@@ -101,6 +104,9 @@ class ModelArtifact:
             raise ArtifactError(f"not a model artifact: {exc}") from exc
         if header.get("format") != FORMAT:
             raise ArtifactError(f"unsupported artifact format {header.get('format')!r}")
+        backbone = header.get("backbone", LEGACY_BUILD)
+        if backbone not in BUILDS:
+            raise ArtifactError(f"trained on backbone build {backbone!r}, which this code does not have")
         return cls(
             kind=header["kind"],
             labels=tuple(header["labels"]),
@@ -110,4 +116,5 @@ class ModelArtifact:
             evaluation=header.get("evaluation"),
             info=header.get("info", {}),
             calibration=Calibration.from_dict(header.get("calibration")),
+            backbone=backbone,
         )

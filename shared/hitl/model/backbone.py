@@ -1,8 +1,12 @@
 """The frozen ImageNet MobileNetV2 feature extractor, run by onnxruntime.
 
-The ONNX file (``assets/mobilenet_v2_features.onnx``, built by ``deploy/model/export_backbone.py``)
-takes float32 N×3×H×W pixels in 0–255 and returns three maps: ``s16`` (96 channels, stride 16),
-``s32`` (320 channels, stride 32) and ``emb`` (1280 channels, stride 32).
+The graph takes float32 N×3×H×W pixels in 0–255 and returns three maps: ``s16`` (96 channels,
+stride 16), ``s32`` (320 channels, stride 32) and ``emb`` (1280 channels, stride 32). Two builds ship
+in ``assets/``: the export (``mobilenet_v2_features.onnx``, fp16 weights and fp32 compute, built by
+``deploy/model/export_backbone.py``) and its int8 quantization (``mobilenet_v2_features.int8.onnx``,
+built from it by ``deploy/model/quantize_backbone.py``), about 1.6× faster on CPU. New models are
+trained on the int8 build; a model is always run on the build it was trained on (its artifact names
+it), because a head fitted on one build's maps does not fit the other's.
 """
 
 from __future__ import annotations
@@ -16,7 +20,15 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-DEFAULT_ONNX = Path(__file__).resolve().parent / "assets" / "mobilenet_v2_features.onnx"
+ASSETS = Path(__file__).resolve().parent / "assets"
+BUILDS = {
+    "mobilenet_v2_int8": ASSETS / "mobilenet_v2_features.int8.onnx",
+    "mobilenet_v2_fp16": ASSETS / "mobilenet_v2_features.onnx",
+}
+DEFAULT_BUILD = "mobilenet_v2_int8"
+# Artifacts from before the int8 build name no build: they were trained on the export.
+LEGACY_BUILD = "mobilenet_v2_fp16"
+DEFAULT_ONNX = BUILDS[DEFAULT_BUILD]
 # The ImageNet mean colour: padding with it reads as zero after the graph's normalisation.
 PAD_VALUE = (124.0, 116.0, 104.0)
 STRIDE = 32
@@ -34,7 +46,8 @@ class FeatureMaps:
 class Backbone:
     """One onnxruntime session; ``run`` is safe to call from several threads."""
 
-    def __init__(self, path: Path = DEFAULT_ONNX, threads: int = 0) -> None:
+    def __init__(self, path: Path = DEFAULT_ONNX, threads: int = 0, build: str = DEFAULT_BUILD) -> None:
+        self.build = build  # the name an artifact trained on these maps records
         if not path.exists():
             raise FileNotFoundError(f"backbone ONNX file missing: {path} (see deploy/model/export_backbone.py)")
         options = ort.SessionOptions()
@@ -99,7 +112,7 @@ def _to_batch(images: list[np.ndarray], height: int, width: int) -> np.ndarray:
     return batch
 
 
-_shared: Backbone | None = None
+_shared: dict[str, Backbone] = {}
 _shared_lock = threading.Lock()
 _shared_threads = 0
 
@@ -125,10 +138,14 @@ def limit_math_threads(threads: int) -> None:
     threadpool_limits(limits=threads)
 
 
-def shared_backbone() -> Backbone:
-    """The process's backbone, loaded once (≈ 0.3 s) and shared by every model version."""
-    global _shared
+def shared_backbone(build: str = DEFAULT_BUILD) -> Backbone:
+    """The process's backbone of that build, loaded once (≈ 0.3 s) and shared by every model version
+    trained on it."""
+    path = BUILDS.get(build)
+    if path is None:
+        raise ValueError(f"unknown backbone build {build!r}: this code has {', '.join(sorted(BUILDS))}")
     with _shared_lock:
-        if _shared is None:
-            _shared = Backbone(threads=_shared_threads)
-        return _shared
+        found = _shared.get(build)
+        if found is None:
+            found = _shared[build] = Backbone(path, threads=_shared_threads, build=build)
+        return found

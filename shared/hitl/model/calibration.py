@@ -41,6 +41,7 @@ class Calibration:
     def apply(self, raw: np.ndarray | float) -> np.ndarray:
         """Calibrated probabilities (0–1) of raw probabilities (0–1)."""
         z = self.slope * _logit(np.asarray(raw, np.float64)) + self.intercept
+        # numpy, not scipy.special.expit: serving installs no scipy (only the trainer fits maps).
         out: np.ndarray = 1.0 / (1.0 + np.exp(-z))
         return out
 
@@ -80,13 +81,14 @@ def fit_platt(raw: Sequence[float] | np.ndarray, correct: Sequence[bool] | np.nd
     if not y.any() or y.all():
         return Calibration()
     from scipy.optimize import minimize
+    from scipy.special import expit
 
     target = y.astype(np.float64)
 
     def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
         slope, intercept = params
         z = slope * x + intercept
-        residual = 1.0 / (1.0 + np.exp(-z)) - target  # d(negative log-likelihood)/dz
+        residual = expit(z) - target  # d(negative log-likelihood)/dz
         value = float(np.sum(np.logaddexp(0.0, z) - target * z))
         value += 0.5 * PRIOR_WEIGHT * ((slope - 1.0) ** 2 + intercept**2)
         grad = np.array([residual @ x + PRIOR_WEIGHT * (slope - 1.0), residual.sum() + PRIOR_WEIGHT * intercept])

@@ -20,7 +20,7 @@ class LocalPredictor:
         self._artifact = artifact
         self._version = version
         self._head: DetectionHead | ClassificationHead = artifact.head()
-        self._backbone = backbone or shared_backbone()
+        self._backbone = backbone or shared_backbone(artifact.backbone)
 
     @property
     def version(self) -> str:

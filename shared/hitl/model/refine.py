@@ -112,9 +112,7 @@ def jittered(boxes: np.ndarray, count: int, rng: np.random.Generator) -> np.ndar
     if count <= 0 or not len(boxes):
         return np.zeros((0, 4))
     base = np.repeat(boxes, count, axis=0)
-    d = np.column_stack(
-        [rng.uniform(-0.2, 0.2, (len(base), 2)), np.log(rng.uniform(0.8, 1.25, (len(base), 2)))]
-    )
+    d = np.column_stack([rng.uniform(-0.2, 0.2, (len(base), 2)), np.log(rng.uniform(0.8, 1.25, (len(base), 2)))])
     return apply_deltas(base, d)
 
 

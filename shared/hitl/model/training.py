@@ -138,7 +138,7 @@ def train(
     seconds = time.perf_counter() - started
     info = {**artifact.info, "train_seconds": round(seconds, 3)}
     # Without the cross-fitted map, the head's own (the box head's second stage fits one out of fold).
-    return replace(artifact, info=info, calibration=calibration or artifact.calibration)
+    return replace(artifact, info=info, calibration=calibration or artifact.calibration, backbone=bb.build)
 
 
 def calibration_folds(examples: Sequence[Example], cfg: TrainConfig) -> list[tuple[list[int], list[int]]]:

@@ -7,6 +7,7 @@ import pytest
 
 from hitl.domain.manifest_validation import DatasetRejected
 from hitl.model.artifact import ArtifactError, ModelArtifact
+from hitl.model.backbone import DEFAULT_BUILD, LEGACY_BUILD, shared_backbone
 from hitl.model.predictor import LocalPredictor
 from hitl.model.training import evaluate_artifact, train, train_from_manifest
 from hitl.scenes import generate_scene, scene_examples
@@ -74,6 +75,53 @@ def test_artifact_round_trip_is_exact(box_model: ModelArtifact, label_model: Mod
         assert again.thresholds == artifact.thresholds
         assert again.labels == artifact.labels
         assert LocalPredictor(again, "x").predict(image, 0.0) == LocalPredictor(artifact, "x").predict(image, 0.0)
+
+
+def _with_header(artifact: ModelArtifact, **changes: object) -> bytes:
+    """The artifact's bytes with header keys set (None: removed), as another writer would have made them."""
+    import io
+    import json
+
+    with np.load(io.BytesIO(artifact.to_bytes()), allow_pickle=False) as npz:
+        payload = {k: npz[k] for k in npz.files}
+    header = json.loads(payload["__header__"].tobytes().decode())
+    for key, value in changes.items():
+        if value is None:
+            header.pop(key, None)
+        else:
+            header[key] = value
+    payload["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    out = io.BytesIO()
+    np.savez_compressed(out, **payload)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def test_a_model_runs_on_the_backbone_build_it_was_trained_on(box_model: ModelArtifact) -> None:
+    assert box_model.backbone == DEFAULT_BUILD
+    assert ModelArtifact.from_bytes(box_model.to_bytes()).backbone == DEFAULT_BUILD
+    # An artifact from before the builds were named was trained on the export, and runs on it.
+    legacy = ModelArtifact.from_bytes(_with_header(box_model, backbone=None))
+    assert legacy.backbone == LEGACY_BUILD
+    image = generate_scene("test", 3).image
+    predictor, legacy_predictor = LocalPredictor(box_model, "new"), LocalPredictor(legacy, "old")
+    assert predictor._backbone is shared_backbone(DEFAULT_BUILD)
+    assert legacy_predictor._backbone is shared_backbone(LEGACY_BUILD)
+    assert legacy_predictor.predict(image, 0.0) != predictor.predict(image, 0.0)
+
+
+def test_an_unknown_backbone_build_is_refused(box_model: ModelArtifact) -> None:
+    with pytest.raises(ArtifactError, match="resnet"):
+        ModelArtifact.from_bytes(_with_header(box_model, backbone="resnet50"))
+
+
+def test_the_int8_build_quantizes_the_export() -> None:
+    """Same maps, shapes and channels, up to int8 rounding: a wrong or stale int8 file fails here."""
+    image = generate_scene("test", 4).image
+    fp16, int8 = shared_backbone(LEGACY_BUILD).maps(image, 640), shared_backbone(DEFAULT_BUILD).maps(image, 640)
+    for exact, rounded in ((fp16.s16, int8.s16), (fp16.s32, int8.s32)):
+        assert exact.shape == rounded.shape
+        cosine = float((exact * rounded).sum() / (np.linalg.norm(exact) * np.linalg.norm(rounded)))
+        assert cosine > 0.9
 
 
 def test_artifact_rejects_foreign_bytes() -> None:
