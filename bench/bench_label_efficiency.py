@@ -130,6 +130,7 @@ class CachedBackbone(Backbone):
 
     def __init__(self, inner: Backbone) -> None:  # no session of its own
         self._inner = inner
+        self.build = inner.build
         self._cache: dict[tuple[bytes, int], FeatureMaps] = {}
 
     def maps(self, image: np.ndarray, long_side: int) -> FeatureMaps:
@@ -419,6 +420,7 @@ def summarise_strategy(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def best_of(per_strategy: dict[str, dict[str, Any]]) -> str:
     """Fewest mean reviews to F1 0.93; a strategy that does not get there on every seed ranks after
     those that do, by its mean F1 at the largest review count."""
+
     def rank(name: str) -> tuple[float, float]:
         entry = per_strategy[name]
         reviews = entry["reviews_to_f1_093"]["mean"]
@@ -571,9 +573,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [
-            pool.submit(
-                job, t, s, args.strategies, args.max_reviews, args.test_scenes, args.audit_images, args.stream
-            )
+            pool.submit(job, t, s, args.strategies, args.max_reviews, args.test_scenes, args.audit_images, args.stream)
             for t, s in jobs
         ]
         for future in futures:
@@ -596,4 +596,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

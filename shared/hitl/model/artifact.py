@@ -22,7 +22,7 @@ from hitl.model.refine import Refiner
 
 FORMAT = "hitl-model/1"
 ModelKind = Literal["detection", "classification"]
-_HEADER = "__header__"
+HEADER = "__header__"
 
 
 class ArtifactError(ValueError):
@@ -89,7 +89,7 @@ class ModelArtifact:
             "backbone": self.backbone,
         }
         buffer = io.BytesIO()
-        payload = {_HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+        payload = {HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
         payload.update({f"a_{k}": np.asarray(v) for k, v in self.arrays.items()})
         np.savez_compressed(buffer, **payload)  # type: ignore[arg-type]
         return buffer.getvalue()
@@ -98,7 +98,7 @@ class ModelArtifact:
     def from_bytes(cls, raw: bytes) -> ModelArtifact:
         try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-                header = json.loads(npz[_HEADER].tobytes().decode())
+                header = json.loads(npz[HEADER].tobytes().decode())
                 arrays = {k[2:]: npz[k] for k in npz.files if k.startswith("a_")}
         except (OSError, ValueError, KeyError) as exc:
             raise ArtifactError(f"not a model artifact: {exc}") from exc

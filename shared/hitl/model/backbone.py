@@ -25,10 +25,14 @@ BUILDS = {
     "mobilenet_v2_int8": ASSETS / "mobilenet_v2_features.int8.onnx",
     "mobilenet_v2_fp16": ASSETS / "mobilenet_v2_features.onnx",
 }
+# What (re)creates each build's file when it is missing.
+BUILT_BY = {
+    "mobilenet_v2_int8": "make model-quantize (deploy/model/quantize_backbone.py)",
+    "mobilenet_v2_fp16": "make model-backbone (deploy/model/export_backbone.py)",
+}
 DEFAULT_BUILD = "mobilenet_v2_int8"
 # Artifacts from before the int8 build name no build: they were trained on the export.
 LEGACY_BUILD = "mobilenet_v2_fp16"
-DEFAULT_ONNX = BUILDS[DEFAULT_BUILD]
 # The ImageNet mean colour: padding with it reads as zero after the graph's normalisation.
 PAD_VALUE = (124.0, 116.0, 104.0)
 STRIDE = 32
@@ -44,12 +48,15 @@ class FeatureMaps:
 
 
 class Backbone:
-    """One onnxruntime session; ``run`` is safe to call from several threads."""
+    """One onnxruntime session of one build; ``run`` is safe to call from several threads."""
 
-    def __init__(self, path: Path = DEFAULT_ONNX, threads: int = 0, build: str = DEFAULT_BUILD) -> None:
-        self.build = build  # the name an artifact trained on these maps records
+    def __init__(self, build: str = DEFAULT_BUILD, threads: int = 0) -> None:
+        path = BUILDS.get(build)
+        if path is None:
+            raise ValueError(f"unknown backbone build {build!r}: this code has {', '.join(sorted(BUILDS))}")
         if not path.exists():
-            raise FileNotFoundError(f"backbone ONNX file missing: {path} (see deploy/model/export_backbone.py)")
+            raise FileNotFoundError(f"backbone ONNX file missing: {path} (built by {BUILT_BY[build]})")
+        self.build = build  # the name an artifact trained on these maps records
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -141,11 +148,8 @@ def limit_math_threads(threads: int) -> None:
 def shared_backbone(build: str = DEFAULT_BUILD) -> Backbone:
     """The process's backbone of that build, loaded once (≈ 0.3 s) and shared by every model version
     trained on it."""
-    path = BUILDS.get(build)
-    if path is None:
-        raise ValueError(f"unknown backbone build {build!r}: this code has {', '.join(sorted(BUILDS))}")
     with _shared_lock:
         found = _shared.get(build)
         if found is None:
-            found = _shared[build] = Backbone(path, threads=_shared_threads, build=build)
+            found = _shared[build] = Backbone(build, threads=_shared_threads)
         return found

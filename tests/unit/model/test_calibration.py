@@ -7,6 +7,7 @@ import pytest
 
 from hitl.model.artifact import ModelArtifact
 from hitl.model.calibration import Calibration, expected_calibration_error, fit_platt, reliability
+from tests.unit.model.headers import with_header
 
 
 def _overconfident(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -103,17 +104,7 @@ def test_round_trip_and_artifacts_without_calibration_load_as_identity() -> None
     )  # fmt: skip
     assert ModelArtifact.from_bytes(artifact.to_bytes()).calibration == cal
     # An artifact written before calibration existed has no "calibration" key in its header.
-    import io
-    import json
-
-    with np.load(io.BytesIO(artifact.to_bytes()), allow_pickle=False) as npz:
-        payload = {k: npz[k] for k in npz.files}
-    header = json.loads(payload["__header__"].tobytes().decode())
-    del header["calibration"]
-    payload["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **payload)
-    assert ModelArtifact.from_bytes(buffer.getvalue()).calibration.is_identity
+    assert ModelArtifact.from_bytes(with_header(artifact, calibration=None)).calibration.is_identity
 
 
 def test_calibration_folds_hold_every_image_out_once_and_keep_every_label() -> None:

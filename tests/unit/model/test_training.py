@@ -7,10 +7,11 @@ import pytest
 
 from hitl.domain.manifest_validation import DatasetRejected
 from hitl.model.artifact import ArtifactError, ModelArtifact
-from hitl.model.backbone import DEFAULT_BUILD, LEGACY_BUILD, shared_backbone
+from hitl.model.backbone import DEFAULT_BUILD, LEGACY_BUILD, Backbone, shared_backbone
 from hitl.model.predictor import LocalPredictor
 from hitl.model.training import evaluate_artifact, train, train_from_manifest
 from hitl.scenes import generate_scene, scene_examples
+from tests.unit.model.headers import with_header
 
 
 def test_box_model_learns_faces(box_model: ModelArtifact) -> None:
@@ -77,30 +78,11 @@ def test_artifact_round_trip_is_exact(box_model: ModelArtifact, label_model: Mod
         assert LocalPredictor(again, "x").predict(image, 0.0) == LocalPredictor(artifact, "x").predict(image, 0.0)
 
 
-def _with_header(artifact: ModelArtifact, **changes: object) -> bytes:
-    """The artifact's bytes with header keys set (None: removed), as another writer would have made them."""
-    import io
-    import json
-
-    with np.load(io.BytesIO(artifact.to_bytes()), allow_pickle=False) as npz:
-        payload = {k: npz[k] for k in npz.files}
-    header = json.loads(payload["__header__"].tobytes().decode())
-    for key, value in changes.items():
-        if value is None:
-            header.pop(key, None)
-        else:
-            header[key] = value
-    payload["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    out = io.BytesIO()
-    np.savez_compressed(out, **payload)  # type: ignore[arg-type]
-    return out.getvalue()
-
-
 def test_a_model_runs_on_the_backbone_build_it_was_trained_on(box_model: ModelArtifact) -> None:
     assert box_model.backbone == DEFAULT_BUILD
     assert ModelArtifact.from_bytes(box_model.to_bytes()).backbone == DEFAULT_BUILD
     # An artifact from before the builds were named was trained on the export, and runs on it.
-    legacy = ModelArtifact.from_bytes(_with_header(box_model, backbone=None))
+    legacy = ModelArtifact.from_bytes(with_header(box_model, backbone=None))
     assert legacy.backbone == LEGACY_BUILD
     image = generate_scene("test", 3).image
     predictor, legacy_predictor = LocalPredictor(box_model, "new"), LocalPredictor(legacy, "old")
@@ -111,7 +93,13 @@ def test_a_model_runs_on_the_backbone_build_it_was_trained_on(box_model: ModelAr
 
 def test_an_unknown_backbone_build_is_refused(box_model: ModelArtifact) -> None:
     with pytest.raises(ArtifactError, match="resnet"):
-        ModelArtifact.from_bytes(_with_header(box_model, backbone="resnet50"))
+        ModelArtifact.from_bytes(with_header(box_model, backbone="resnet50"))
+
+
+def test_a_backbone_is_named_by_its_build() -> None:
+    with pytest.raises(ValueError, match="mobilenet_v2_fp16, mobilenet_v2_int8"):
+        Backbone("resnet50")
+    assert Backbone(LEGACY_BUILD, threads=1).build == LEGACY_BUILD
 
 
 def test_the_int8_build_quantizes_the_export() -> None:
