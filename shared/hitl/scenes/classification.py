@@ -1,4 +1,5 @@
-"""Image-level label sets: LFW face / non-face and Fashion-MNIST, with fixed, disjoint splits."""
+"""Image-level label sets: LFW face / non-face, Fashion-MNIST and handwritten digits, with fixed,
+disjoint splits."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from PIL import Image
 
 from hitl.domain.manifest import ClassificationLine, classification_line
 from hitl.scenes.sources import (
+    DIGIT_CLASSES,
     FASHION_MNIST_CLASSES,
     Split,
+    digits,
     faces,
     fashion_mnist,
     nonfaces,
@@ -94,4 +97,20 @@ def fashion_mnist_set(
         labels.extend([name] * len(chosen))
     return ImageSet(
         name=f"fashion-{split}-{per_class or 'all'}-s{seed}", images=images, labels=labels, classes=tuple(classes)
+    )
+
+
+def digits_set(split: Split, per_class: int | None = None, seed: int = 0) -> ImageSet:
+    """``per_class`` images of each digit (8×8, scikit-learn's); the test split is fixed (60 per digit)."""
+    all_images, all_labels = digits(split)
+    rng = np.random.default_rng(seed)
+    images: list[np.ndarray] = []
+    labels: list[str] = []
+    for index, name in enumerate(DIGIT_CLASSES):
+        members = np.flatnonzero(all_labels == index)
+        chosen = members if split == "test" else members[_pick(rng, len(members), per_class)]
+        images.extend(_grey_to_rgb(all_images[i]) for i in chosen)
+        labels.extend([name] * len(chosen))
+    return ImageSet(
+        name=f"digits-{split}-{per_class or 'all'}-s{seed}", images=images, labels=labels, classes=DIGIT_CLASSES
     )

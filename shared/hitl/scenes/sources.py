@@ -23,6 +23,10 @@ FASHION_MNIST_CLASSES = (
     "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot",
 )  # fmt: skip
 
+DIGIT_CLASSES = tuple(str(d) for d in range(10))
+# The last 60 images of each digit test; the rest (about 120 per digit) train.
+_DIGITS_TEST = 60
+
 # The lfw_subset array holds 100 faces then 100 non-face patches (25×25 grey, 0–1).
 _LFW_FACES = slice(0, 100)
 _LFW_NONFACES = slice(100, 200)
@@ -115,3 +119,18 @@ def fashion_mnist(split: Split) -> tuple[np.ndarray, np.ndarray]:
     images = _idx(FASHION_MNIST_DIR / f"{stem}-images-idx3-ubyte.gz")
     labels = _idx(FASHION_MNIST_DIR / f"{stem}-labels-idx1-ubyte.gz")
     return images, labels
+
+
+@lru_cache(maxsize=2)
+def digits(split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """(images N×8×8 uint8, labels N): scikit-learn's bundled handwritten digits (1,797 images)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.round(bunch.images * (255 / 16)).astype(np.uint8)
+    labels = bunch.target.astype(np.uint8)
+    test = np.zeros(len(labels), bool)
+    for digit in range(10):
+        test[np.flatnonzero(labels == digit)[-_DIGITS_TEST:]] = True
+    chosen = test if split == "test" else ~test
+    return images[chosen], labels[chosen]

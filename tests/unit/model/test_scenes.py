@@ -10,7 +10,7 @@ from PIL import Image
 
 from hitl.domain.manifest import parse_line
 from hitl.domain.manifest_validation import validate_manifest
-from hitl.scenes import face_nonface_set, fashion_mnist_set, generate_scene, generate_scenes, sources
+from hitl.scenes import digits_set, face_nonface_set, fashion_mnist_set, generate_scene, generate_scenes, sources
 from hitl.scenes.targets import TARGETS, generate_target_scene, target_examples
 
 
@@ -62,6 +62,23 @@ def test_fashion_mnist_set() -> None:
     assert train.labels.count("bag") == 3
     assert len(test.images) == 200
     assert train.images[0].shape == (28, 28, 3)
+
+
+def test_digits_set_has_fixed_disjoint_splits() -> None:
+    train, test = digits_set("train", 10, seed=1), digits_set("test")
+    assert [train.labels.count(d) for d in train.classes] == [10] * 10
+
+    def pixels(images: list[np.ndarray]) -> list[bytes]:
+        return [im.tobytes() for im in images]
+
+    assert len(test.images) == 600
+    assert pixels(test.images) == pixels(digits_set("test", seed=5).images)
+    assert pixels(train.images) == pixels(digits_set("train", 10, seed=1).images)
+    assert pixels(train.images) != pixels(digits_set("train", 10, seed=2).images)
+    assert not {im.tobytes() for im in train.images} & {im.tobytes() for im in test.images}
+    assert train.images[0].shape == (8, 8, 3)
+    assert max(int(im.max()) for im in test.images) == 255
+    assert validate_manifest([line.to_dict() for _, line in train.examples("s3://bkt/x/")]).accepted
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
