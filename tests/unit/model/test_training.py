@@ -8,9 +8,10 @@ import pytest
 from hitl.domain.manifest_validation import DatasetRejected
 from hitl.model.artifact import ArtifactError, ModelArtifact
 from hitl.model.backbone import DEFAULT_BUILD, LEGACY_BUILD, Backbone, shared_backbone
+from hitl.model.classification import ClassificationConfig, ClassificationHead
 from hitl.model.predictor import LocalPredictor
-from hitl.model.training import evaluate_artifact, train, train_from_manifest
-from hitl.scenes import generate_scene, scene_examples
+from hitl.model.training import TrainConfig, evaluate_artifact, train, train_from_manifest
+from hitl.scenes import face_nonface_set, generate_scene, scene_examples
 from tests.unit.model.headers import with_header
 
 
@@ -76,6 +77,19 @@ def test_artifact_round_trip_is_exact(box_model: ModelArtifact, label_model: Mod
         assert again.thresholds == artifact.thresholds
         assert again.labels == artifact.labels
         assert LocalPredictor(again, "x").predict(image, 0.0) == LocalPredictor(artifact, "x").predict(image, 0.0)
+
+
+def test_an_image_label_model_keeps_the_input_sizes_it_was_trained_with() -> None:
+    """A version trained before the default sizes changed embeds at its own sizes, so it predicts as
+    it did: its weights fit that embedding's length only."""
+    examples = face_nonface_set("train", 3).examples()
+    older = train(examples, TrainConfig(classification=ClassificationConfig(sizes=(96, 160))))
+    again = ModelArtifact.from_bytes(older.to_bytes())
+    head = again.head()
+    assert isinstance(head, ClassificationHead)
+    assert head.config.sizes == (96, 160) != ClassificationConfig().sizes
+    image = examples[0][0]
+    assert LocalPredictor(again, "x").predict(image, 0.0) == LocalPredictor(older, "x").predict(image, 0.0)
 
 
 def test_a_model_runs_on_the_backbone_build_it_was_trained_on(box_model: ModelArtifact) -> None:
