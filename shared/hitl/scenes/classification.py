@@ -83,34 +83,38 @@ def fashion_mnist_set(
 ) -> ImageSet:
     """``per_class`` images of each named class. The test split is fixed: the first
     ``FASHION_TEST_PER_CLASS`` images of each class in the official test file, whatever the seed."""
-    all_images, all_labels = fashion_mnist(split)
-    rng = np.random.default_rng(seed)
-    images: list[np.ndarray] = []
-    labels: list[str] = []
-    for name in classes:
-        members = np.flatnonzero(all_labels == FASHION_MNIST_CLASSES.index(name))
-        if split == "test":
-            chosen = members[: per_class or FASHION_TEST_PER_CLASS]
-        else:
-            chosen = members[_pick(rng, len(members), per_class)]
-        images.extend(_grey_to_rgb(all_images[i]) for i in chosen)
-        labels.extend([name] * len(chosen))
-    return ImageSet(
-        name=f"fashion-{split}-{per_class or 'all'}-s{seed}", images=images, labels=labels, classes=tuple(classes)
-    )
+    images, labels = fashion_mnist(split)
+    test_count = per_class or FASHION_TEST_PER_CLASS
+    return _per_class_set("fashion", split, images, labels, FASHION_MNIST_CLASSES, classes, per_class, seed, test_count)
 
 
 def digits_set(split: Split, per_class: int | None = None, seed: int = 0) -> ImageSet:
     """``per_class`` images of each digit (8×8, scikit-learn's); the test split is fixed (60 per digit)."""
-    all_images, all_labels = digits(split)
+    images, labels = digits(split)
+    return _per_class_set("digits", split, images, labels, DIGIT_CLASSES, DIGIT_CLASSES, per_class, seed, None)
+
+
+def _per_class_set(
+    prefix: str,
+    split: Split,
+    all_images: np.ndarray,
+    all_labels: np.ndarray,
+    all_classes: Sequence[str],
+    classes: Sequence[str],
+    per_class: int | None,
+    seed: int,
+    test_count: int | None,
+) -> ImageSet:
+    """The named ``classes`` of a grey image set whose labels index ``all_classes``: ``per_class``
+    random images of each for training, the first ``test_count`` (None: all) for test."""
     rng = np.random.default_rng(seed)
     images: list[np.ndarray] = []
     labels: list[str] = []
-    for index, name in enumerate(DIGIT_CLASSES):
-        members = np.flatnonzero(all_labels == index)
-        chosen = members if split == "test" else members[_pick(rng, len(members), per_class)]
+    for name in classes:
+        members = np.flatnonzero(all_labels == all_classes.index(name))
+        chosen = members[:test_count] if split == "test" else members[_pick(rng, len(members), per_class)]
         images.extend(_grey_to_rgb(all_images[i]) for i in chosen)
         labels.extend([name] * len(chosen))
     return ImageSet(
-        name=f"digits-{split}-{per_class or 'all'}-s{seed}", images=images, labels=labels, classes=DIGIT_CLASSES
+        name=f"{prefix}-{split}-{per_class or 'all'}-s{seed}", images=images, labels=labels, classes=tuple(classes)
     )
