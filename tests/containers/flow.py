@@ -18,7 +18,7 @@ from hitl.domain.routing import RoutingPolicy, route
 from hitl.loops.names import loop_name_for
 from tests.integration.conftest import LocalStack, wait_until
 from tests.integration.images import valid_image, write
-from tests.loops.test_loops_integration import DATASET_LINES, all_loops, dataset_keys, index, truth_line
+from tests.loops.test_loops_integration import DATASET_LINES, all_loops, dataset_keys, index, loop_started, truth_line
 
 N_IMAGES = 30
 SAMPLING_INTERVAL = 5
@@ -81,7 +81,7 @@ def run_flow(
     routed = {i: r for i, r in records.items() if r.route.reasons}
     assert routed, "no detection was routed to review"
 
-    wait_until(lambda: all(index(stack, i).get("loop_status") for i in routed), timeout, "loops started")
+    wait_until(lambda: all(loop_started(index(stack, i)) for i in routed), timeout, "loops started")
     assert set(all_loops(stack)) == {loop_name_for(r.detection_id) for r in routed.values()}
     for image_id in set(ids) - set(routed):
         assert "loop_name" not in index(stack, image_id)

@@ -37,6 +37,7 @@ from hitl.stack import procs
 from hitl.stack.local import read_env_file
 from tests.datasets.objects import ObjectScene, scene
 from tests.integration.conftest import _free_port_range, wait_until
+from tests.loops.test_loops_integration import loop_started
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 HITL = str(Path(sys.executable).parent / "hitl")
@@ -196,7 +197,7 @@ def test_a_new_users_first_day(first: UserStack, tmp_path: Path) -> None:
     ids2 = [r["image_id"] for r in first.json("submit", str(tmp_path / "batch2"))]
     def settled(image_id: str) -> bool:
         entry = first.image(image_id)
-        return entry.get("state") == "detected" and (entry.get("route") == "none" or bool(entry.get("loop_status")))
+        return entry.get("state") == "detected" and (entry.get("route") == "none" or loop_started(entry))
 
     wait_until(lambda: all(settled(i) for i in ids2), 600, "batch 2 detected, its review loops started")
     assert {first.image(i)["model_version"] for i in ids2} == {v1}

@@ -79,6 +79,12 @@ def dataset_keys(stack: LocalStack) -> list[str]:
     return keys
 
 
+def loop_started(entry: dict[str, str]) -> bool:
+    """The image's loop exists in the review service: past "dispatch_pending", which the detector sets
+    before it sends the dispatch task."""
+    return entry.get("loop_status") not in (None, "", "dispatch_pending")
+
+
 def index(stack: LocalStack, image_id: str) -> dict[str, str]:
     found: dict[str, str] = stack.redis.hgetall(stack.key("image", image_id))  # type: ignore[assignment]
     return found
@@ -176,12 +182,7 @@ def pipeline(loops_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) 
             kwargs={"image_id": image_id, "detection_id": record.detection_id},
             queue="dispatch",
         )
-    # "dispatch_pending" until the loop starts (set by the detector before it sends the dispatch).
-    wait_until(
-        lambda: all(index(stack, i).get("loop_status") not in (None, "dispatch_pending") for i in routed),
-        120,
-        "loops started",
-    )
+    wait_until(lambda: all(loop_started(index(stack, i)) for i in routed), 120, "loops started")
 
     truth = folder / "truth.manifest"
     variants = {i: n % 4 for n, i in enumerate(sorted(routed))}
