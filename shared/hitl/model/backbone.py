@@ -1,12 +1,17 @@
-"""The frozen ImageNet MobileNetV2 feature extractor, run by onnxruntime.
+"""The frozen ImageNet feature extractor, run by onnxruntime.
 
-The graph takes float32 N×3×H×W pixels in 0–255 and returns three maps: ``s16`` (96 channels,
-stride 16), ``s32`` (320 channels, stride 32) and ``emb`` (1280 channels, stride 32). Two builds ship
-in ``assets/``: the export (``mobilenet_v2_features.onnx``, fp16 weights and fp32 compute, built by
-``deploy/model/export_backbone.py``) and its int8 quantization (``mobilenet_v2_features.int8.onnx``,
-built from it by ``deploy/model/quantize_backbone.py``), about 1.6× faster on CPU. New models are
-trained on the int8 build; a model is always run on the build it was trained on (its artifact names
-it), because a head fitted on one build's maps does not fit the other's.
+The graph takes float32 N×3×H×W pixels in 0–255 and returns three maps: ``s16`` (stride 16),
+``s32`` and ``emb`` (stride 32; 1280 channels). Two networks ship in ``assets/``, each as its export
+(fp16 weights and fp32 compute) and its int8 quantization (``deploy/model/quantize_backbone.py``),
+about twice as fast on CPU:
+
+- EfficientNet-Lite0 (``efficientnet_lite0_features*.onnx``, ``deploy/model/export_efficientnet_lite.py``;
+  s16 has 112 channels, s32 320), which new models are trained on;
+- MobileNetV2 (``mobilenet_v2_features*.onnx``, ``deploy/model/export_backbone.py``; s16 has 96
+  channels, s32 320), which earlier versions were trained on.
+
+A model is always run on the build it was trained on (its artifact names it), because a head fitted
+on one build's maps does not fit another's.
 """
 
 from __future__ import annotations
@@ -22,15 +27,21 @@ from PIL import Image
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 BUILDS = {
+    "efficientnet_lite0_int8": ASSETS / "efficientnet_lite0_features.int8.onnx",
+    "efficientnet_lite0_fp16": ASSETS / "efficientnet_lite0_features.onnx",
     "mobilenet_v2_int8": ASSETS / "mobilenet_v2_features.int8.onnx",
     "mobilenet_v2_fp16": ASSETS / "mobilenet_v2_features.onnx",
 }
+# Each int8 build's source: the export it was quantized from.
+QUANTIZED_FROM = {"efficientnet_lite0_int8": "efficientnet_lite0_fp16", "mobilenet_v2_int8": "mobilenet_v2_fp16"}
 # What (re)creates each build's file when it is missing.
 BUILT_BY = {
+    "efficientnet_lite0_int8": "make model-quantize (deploy/model/quantize_backbone.py)",
+    "efficientnet_lite0_fp16": "make model-backbone (deploy/model/export_efficientnet_lite.py)",
     "mobilenet_v2_int8": "make model-quantize (deploy/model/quantize_backbone.py)",
     "mobilenet_v2_fp16": "make model-backbone (deploy/model/export_backbone.py)",
 }
-DEFAULT_BUILD = "mobilenet_v2_int8"
+DEFAULT_BUILD = "efficientnet_lite0_int8"
 # Artifacts from before the int8 build name no build: they were trained on the export.
 LEGACY_BUILD = "mobilenet_v2_fp16"
 # The ImageNet mean colour: padding with it reads as zero after the graph's normalisation.
@@ -65,6 +76,9 @@ class Backbone:
         # (measured: ≈ 13 % less CPU per image for ≈ 1 ms more latency).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        # Channels of the pooled embedding (emb, s32, s16), read from the graph's declared outputs.
+        declared = {out.name: out.shape[1] for out in self._session.get_outputs()}
+        self.embedding_size = sum(int(declared[name]) for name in ("emb", "s32", "s16"))
 
     def maps(self, image: np.ndarray, long_side: int) -> FeatureMaps:
         """Resize so the long side is ``long_side``, pad to a multiple of 32, run the backbone."""
@@ -89,13 +103,13 @@ class Backbone:
         return s16, s32, emb
 
     def embed(self, images: Sequence[np.ndarray], size: int, batch_size: int = 32) -> np.ndarray:
-        """Global image embeddings (N×(1280+320+96)): each map averaged over the image, for image labels."""
+        """Global image embeddings (N×``embedding_size``): each map averaged over the image, for image labels."""
         out = []
         for start in range(0, len(images), batch_size):
             chunk = [_resize(im, size, size) for im in images[start : start + batch_size]]
             s16, s32, emb = self._session.run(["s16", "s32", "emb"], {"pixels": _to_batch(chunk, size, size)})
             out.append(np.concatenate([emb.mean(axis=(2, 3)), s32.mean(axis=(2, 3)), s16.mean(axis=(2, 3))], axis=1))
-        return np.concatenate(out, axis=0) if out else np.zeros((0, 1280 + 320 + 96), np.float32)
+        return np.concatenate(out, axis=0) if out else np.zeros((0, self.embedding_size), np.float32)
 
 
 def _ceil(n: int) -> int:

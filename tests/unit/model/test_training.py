@@ -7,7 +7,7 @@ import pytest
 
 from hitl.domain.manifest_validation import DatasetRejected
 from hitl.model.artifact import ArtifactError, ModelArtifact
-from hitl.model.backbone import DEFAULT_BUILD, LEGACY_BUILD, Backbone, shared_backbone
+from hitl.model.backbone import BUILDS, DEFAULT_BUILD, LEGACY_BUILD, QUANTIZED_FROM, Backbone, shared_backbone
 from hitl.model.classification import ClassificationConfig, ClassificationHead
 from hitl.model.predictor import LocalPredictor
 from hitl.model.training import TrainConfig, evaluate_artifact, train, train_from_manifest
@@ -95,14 +95,21 @@ def test_an_image_label_model_keeps_the_input_sizes_it_was_trained_with() -> Non
 def test_a_model_runs_on_the_backbone_build_it_was_trained_on(box_model: ModelArtifact) -> None:
     assert box_model.backbone == DEFAULT_BUILD
     assert ModelArtifact.from_bytes(box_model.to_bytes()).backbone == DEFAULT_BUILD
-    # An artifact from before the builds were named was trained on the export, and runs on it.
-    legacy = ModelArtifact.from_bytes(with_header(box_model, backbone=None))
-    assert legacy.backbone == LEGACY_BUILD
+    assert LocalPredictor(box_model, "new")._backbone is shared_backbone(DEFAULT_BUILD)
     image = generate_scene("test", 3).image
-    predictor, legacy_predictor = LocalPredictor(box_model, "new"), LocalPredictor(legacy, "old")
-    assert predictor._backbone is shared_backbone(DEFAULT_BUILD)
+    examples = scene_examples("train", 4)
+    # A version trained on MobileNetV2's int8 build keeps running on it, as it predicted before.
+    mobilenet = train(examples, backbone=shared_backbone("mobilenet_v2_int8"))
+    again = ModelArtifact.from_bytes(mobilenet.to_bytes())
+    assert again.backbone == "mobilenet_v2_int8"
+    assert LocalPredictor(again, "v").predict(image, 0.0) == LocalPredictor(mobilenet, "v").predict(image, 0.0)
+    # An artifact from before the builds were named was trained on MobileNetV2's export, and runs on it.
+    export = train(examples, backbone=shared_backbone(LEGACY_BUILD))
+    legacy = ModelArtifact.from_bytes(with_header(export, backbone=None))
+    assert legacy.backbone == LEGACY_BUILD
+    legacy_predictor = LocalPredictor(legacy, "old")
     assert legacy_predictor._backbone is shared_backbone(LEGACY_BUILD)
-    assert legacy_predictor.predict(image, 0.0) != predictor.predict(image, 0.0)
+    assert legacy_predictor.predict(image, 0.0) == LocalPredictor(export, "old").predict(image, 0.0)
 
 
 def test_an_unknown_backbone_build_is_refused(box_model: ModelArtifact) -> None:
@@ -111,19 +118,32 @@ def test_an_unknown_backbone_build_is_refused(box_model: ModelArtifact) -> None:
 
 
 def test_a_backbone_is_named_by_its_build() -> None:
-    with pytest.raises(ValueError, match="mobilenet_v2_fp16, mobilenet_v2_int8"):
+    with pytest.raises(ValueError, match=", ".join(sorted(BUILDS))):
         Backbone("resnet50")
     assert Backbone(LEGACY_BUILD, threads=1).build == LEGACY_BUILD
 
 
-def test_the_int8_build_quantizes_the_export() -> None:
+@pytest.mark.parametrize("quantized", sorted(QUANTIZED_FROM))
+def test_an_int8_build_quantizes_its_export(quantized: str) -> None:
     """Same maps, shapes and channels, up to int8 rounding: a wrong or stale int8 file fails here."""
     image = generate_scene("test", 4).image
-    fp16, int8 = shared_backbone(LEGACY_BUILD).maps(image, 640), shared_backbone(DEFAULT_BUILD).maps(image, 640)
+    fp16 = shared_backbone(QUANTIZED_FROM[quantized]).maps(image, 640)
+    int8 = shared_backbone(quantized).maps(image, 640)
     for exact, rounded in ((fp16.s16, int8.s16), (fp16.s32, int8.s32)):
         assert exact.shape == rounded.shape
         cosine = float((exact * rounded).sum() / (np.linalg.norm(exact) * np.linalg.norm(rounded)))
         assert cosine > 0.9
+
+
+def test_the_builds_differ_and_report_their_embedding_size() -> None:
+    """The default build is not the legacy one (a model trained today must not run on the maps of
+    another network), and each build's pooled embedding has the length its graph declares."""
+    image = generate_scene("test", 4).image
+    new, old = shared_backbone(DEFAULT_BUILD), shared_backbone(LEGACY_BUILD)
+    assert new.maps(image, 640).s16.shape[0] != old.maps(image, 640).s16.shape[0]
+    for backbone in (new, old):
+        assert backbone.embed([image], 96).shape == (1, backbone.embedding_size)
+        assert backbone.embed([], 96).shape == (0, backbone.embedding_size)
 
 
 def test_artifact_rejects_foreign_bytes() -> None:
