@@ -21,7 +21,7 @@ strategy, so strategies differ only in what they send):
 
 Predictions are what the pipeline's detector sees: candidates at or above each label's assumed
 threshold. ``threshold`` routing uses Minimum-Label-Detection-Confidence's default (70);
-``diverse-uncertainty`` uses the backbone's pooled feature maps (stride 16 and 32, 416 values) as
+``diverse-uncertainty`` uses the backbone's pooled feature maps (stride 16 and 32, 432 values) as
 the image embedding.
 
 The auto-accept check: for every (strategy, seed) run on the first target, the final model's

@@ -390,16 +390,17 @@ def train_detection(
     layout = head_from((np.zeros((0, 0)), np.zeros((0, 0)), np.zeros(0)))
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
+    c16 = 0  # channels of the stride-16 map: the backbone build's, read off its maps
     for i in sorted(bootstrap):
         v = variants[i]
         v.maps = v.feature_maps(backbone, cfg.long_side)
+        c16 = v.maps.s16.shape[0]
         boxes, _ = layout.layout(v.maps)
         index, targets, _ = _sample(v, boxes, cfg, rng)
         xs.append(_descriptors(v.maps, boxes[index]))
         ys.append(targets)
     x, y = np.concatenate(xs), np.concatenate(ys)
     norm = _Standardiser.fit(x)
-    c16 = variants[0].maps.s16.shape[0] if variants[0].maps is not None else 96
     params, models = _fit(x, y, len(labels), cfg, norm, c16)
     first = head_from(params)
 

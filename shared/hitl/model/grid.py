@@ -45,7 +45,7 @@ def _up(x: np.ndarray, height: int, width: int, factor: int) -> np.ndarray:
 
 
 def feature_grid(maps: FeatureMaps) -> np.ndarray:
-    """All channels (96 + 320) on the stride-8 grid: C×H×W."""
+    """All channels (s16's and s32's) on the stride-8 grid: C×H×W."""
     height, width = grid_shape(maps)
     return np.concatenate([_up(maps.s16, height, width, 2), _up(maps.s32, height, width, 4)], axis=0)
 

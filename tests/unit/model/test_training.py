@@ -9,6 +9,7 @@ from hitl.domain.manifest_validation import DatasetRejected
 from hitl.model.artifact import ArtifactError, ModelArtifact
 from hitl.model.backbone import BUILDS, DEFAULT_BUILD, LEGACY_BUILD, QUANTIZED_FROM, Backbone, shared_backbone
 from hitl.model.classification import ClassificationConfig, ClassificationHead
+from hitl.model.detection import DetectionConfig
 from hitl.model.predictor import LocalPredictor
 from hitl.model.training import TrainConfig, evaluate_artifact, train, train_from_manifest
 from hitl.scenes import face_nonface_set, generate_scene, scene_examples
@@ -191,3 +192,12 @@ def test_train_and_test_may_not_share_images() -> None:
     lines = [line.to_json() for _, line in examples]
     with pytest.raises(DatasetRejected, match="train-test-overlap"):
         train_from_manifest(lines, lambda ref: examples[0][0], test_lines=lines[:1])
+
+
+def test_training_reads_the_channels_off_whichever_images_fit_the_first_model() -> None:
+    """The first (pre-mining) model is fitted on a sample of the images; the head's channel count
+    comes from the backbone's maps of that sample, whichever images it holds."""
+    examples = scene_examples("train", 3)
+    for seed in range(3):  # with one bootstrap image of six variants, most seeds leave out the first
+        artifact = train(examples, TrainConfig(seed=seed, detection=DetectionConfig(bootstrap_images=1)))
+        assert LocalPredictor(artifact, "x").predict(examples[0][0], 0.0) is not None
