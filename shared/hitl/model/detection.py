@@ -455,6 +455,8 @@ class _SecondStage:
             rng: np.random.Generator) -> None:  # fmt: skip
         truth = v.gt * px_per_cell
         boxes = np.concatenate([proposed, truth, jittered(truth, self.cfg.jitter, rng)])
+        if not len(boxes):  # an image without objects on which the first model proposes nothing
+            return
         image = v.examples[v.index].image
         pixels = np.ascontiguousarray(image[:, ::-1] if v.flip else image)
         self.x.append(descriptors(backbone, crops(pixels, boxes, self.cfg)))
