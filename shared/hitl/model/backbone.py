@@ -3,7 +3,7 @@
 The graph takes float32 N×3×H×W pixels in 0–255 and returns three maps: ``s16`` (stride 16),
 ``s32`` and ``emb`` (stride 32; 1280 channels). Two networks ship in ``assets/``, each as its export
 (fp16 weights and fp32 compute) and its int8 quantization (``deploy/model/quantize_backbone.py``),
-about twice as fast on CPU:
+1.6–2 times as fast on CPU:
 
 - EfficientNet-Lite0 (``efficientnet_lite0_features*.onnx``, ``deploy/model/export_efficientnet_lite.py``;
   s16 has 112 channels, s32 320), which new models are trained on;
@@ -42,7 +42,7 @@ BUILT_BY = {
     "mobilenet_v2_fp16": "make model-backbone (deploy/model/export_backbone.py)",
 }
 DEFAULT_BUILD = "efficientnet_lite0_int8"
-# Artifacts from before the int8 build name no build: they were trained on the export.
+# An artifact that names no build predates the names: it was trained on MobileNetV2's export.
 LEGACY_BUILD = "mobilenet_v2_fp16"
 # The ImageNet mean colour: padding with it reads as zero after the graph's normalisation.
 PAD_VALUE = (124.0, 116.0, 104.0)
