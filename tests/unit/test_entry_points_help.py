@@ -27,7 +27,11 @@ PYTHON = sys.executable
 HITL = str(Path(PYTHON).parent / "hitl")
 MAIN_GUARD = 'if __name__ == "__main__":'
 # Run only in their own throwaway venvs with onnx (their docstrings say how), never here.
-NOT_HERE = {"deploy/model/export_backbone.py", "deploy/model/quantize_backbone.py"}
+NOT_HERE = {
+    "deploy/model/export_backbone.py",
+    "deploy/model/export_efficientnet_lite.py",
+    "deploy/model/quantize_backbone.py",
+}
 SECONDS_EACH = 20.0
 
 # Walks the hitl CLI's command tree in one process and asks each command and group for --help
