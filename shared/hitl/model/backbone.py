@@ -1,14 +1,16 @@
 """The frozen ImageNet feature extractor, run by onnxruntime.
 
 The graph takes float32 N×3×H×W pixels in 0–255 and returns three maps: ``s16`` (stride 16),
-``s32`` and ``emb`` (stride 32; 1280 channels). Two networks ship in ``assets/``, each as its export
-(fp16 weights and fp32 compute) and its int8 quantization (``deploy/model/quantize_backbone.py``),
+``s32`` and ``emb`` (stride 32; 1280 channels). Two networks ship in ``assets/`` as int8
+quantizations (``deploy/model/quantize_backbone.py``) of their exports (fp16 weights, fp32 compute),
 1.6–2 times as fast on CPU:
 
-- EfficientNet-Lite0 (``efficientnet_lite0_features*.onnx``, ``deploy/model/export_efficientnet_lite.py``;
-  s16 has 112 channels, s32 320), which new models are trained on;
-- MobileNetV2 (``mobilenet_v2_features*.onnx``, ``deploy/model/export_backbone.py``; s16 has 96
-  channels, s32 320), which earlier versions were trained on.
+- EfficientNet-Lite0 (``efficientnet_lite0_features.int8.onnx``, from
+  ``deploy/model/export_efficientnet_lite.py``; s16 has 112 channels, s32 320), which new models are
+  trained on;
+- MobileNetV2 (``mobilenet_v2_features.int8.onnx``, and its export ``mobilenet_v2_features.onnx``,
+  which the oldest versions run on; ``deploy/model/export_backbone.py``; s16 has 96 channels, s32
+  320), which earlier versions were trained on.
 
 A model is always run on the build it was trained on (its artifact names it), because a head fitted
 on one build's maps does not fit another's.
@@ -28,16 +30,15 @@ from PIL import Image
 ASSETS = Path(__file__).resolve().parent / "assets"
 BUILDS = {
     "efficientnet_lite0_int8": ASSETS / "efficientnet_lite0_features.int8.onnx",
-    "efficientnet_lite0_fp16": ASSETS / "efficientnet_lite0_features.onnx",
     "mobilenet_v2_int8": ASSETS / "mobilenet_v2_features.int8.onnx",
     "mobilenet_v2_fp16": ASSETS / "mobilenet_v2_features.onnx",
 }
-# Each int8 build's source: the export it was quantized from.
-QUANTIZED_FROM = {"efficientnet_lite0_int8": "efficientnet_lite0_fp16", "mobilenet_v2_int8": "mobilenet_v2_fp16"}
+# Each int8 build whose export ships too: the export it was quantized from. (Lite0's export is not
+# committed: `make model-backbone` writes it only to derive the int8 file.)
+QUANTIZED_FROM = {"mobilenet_v2_int8": "mobilenet_v2_fp16"}
 # What (re)creates each build's file when it is missing.
 BUILT_BY = {
     "efficientnet_lite0_int8": "make model-quantize (deploy/model/quantize_backbone.py)",
-    "efficientnet_lite0_fp16": "make model-backbone (deploy/model/export_efficientnet_lite.py)",
     "mobilenet_v2_int8": "make model-quantize (deploy/model/quantize_backbone.py)",
     "mobilenet_v2_fp16": "make model-backbone (deploy/model/export_backbone.py)",
 }
