@@ -99,5 +99,8 @@ def test_a_short_demo_promotes_and_reports_what_happened(tmp_path: Path, redis_u
     local.reset(tmp_path / ".run" / "demo", Settings(redis_url=demo_redis, key_prefix="demo"))
     assert not list(state.scan_iter("demo:*"))
     assert not any(state.exists(queue) for queue in QUEUES)
-    bindings = [m for key in state.scan_iter(Channel.keyprefix_queue % "*") for m in state.smembers(key)]
+    tables = (Channel.keyprefix_queue, Channel.keyprefix_binding_permanent)
+    bindings = [m for prefix in tables for key in state.scan_iter(prefix % "*") for m in state.smembers(key)]
     assert not [m for m in bindings if m.split(Channel.sep)[-1] in QUEUES], bindings
+    deadlines = state.zrange(Channel.keyprefix_binding_deadlines, 0, -1)
+    assert all(state.exists(Channel.keyprefix_queue % e) for e in deadlines), deadlines

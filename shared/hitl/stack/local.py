@@ -303,16 +303,25 @@ def reset(run_dir: Path, settings: Settings) -> list[str]:
 
 
 def _unbind_queues(client: Any, queues: set[str]) -> int:
-    """Remove kombu's exchange bindings (``_kombu.binding.<exchange>`` sets) that route to ``queues``.
+    """Remove kombu's exchange bindings that route to ``queues``, and the binding deadlines left dangling.
 
-    Each member is ``routing key, pattern, queue`` joined by kombu's separator; bindings of other
-    deployments' queues in the same database stay, and Redis drops a set once it is empty.
+    kombu keeps each binding (``routing key, pattern, queue`` joined by its separator) in the exchange's
+    table ``_kombu.binding.<exchange>`` and, for queues that never expire, again in
+    ``_kombu.binding_permanent.<exchange>``. Bindings of other deployments' queues in the same database
+    stay, and Redis drops a set once it is empty. Expiring queues (the workers' control queues) give
+    their exchange a deadline in ``_kombu.binding_deadlines``; one whose table is gone guards nothing
+    (kombu's own sweep would drop it once overdue), so it goes too.
     """
     from kombu.transport.redis import Channel
 
     removed = 0
-    for key in client.scan_iter(Channel.keyprefix_queue % "*", count=1000):
-        members = [m for m in client.smembers(key) if m.decode(errors="replace").split(Channel.sep)[-1] in queues]
-        if members:
-            removed += client.srem(key, *members)
+    for prefix in (Channel.keyprefix_queue, Channel.keyprefix_binding_permanent):
+        for key in client.scan_iter(prefix % "*", count=1000):
+            members = [m for m in client.smembers(key) if m.decode(errors="replace").split(Channel.sep)[-1] in queues]
+            if members:
+                removed += client.srem(key, *members)
+    deadlines = Channel.keyprefix_binding_deadlines
+    dangling = [e for e in client.zrange(deadlines, 0, -1) if not client.exists(Channel.keyprefix_queue % e.decode())]
+    if dangling:
+        client.zrem(deadlines, *dangling)
     return removed
