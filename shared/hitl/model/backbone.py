@@ -18,6 +18,7 @@ on one build's maps does not fit another's.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,14 @@ BUILT_BY = {
     "efficientnet_lite0_int8": "make model-quantize (deploy/model/quantize_backbone.py)",
     "mobilenet_v2_int8": "make model-quantize (deploy/model/quantize_backbone.py)",
     "mobilenet_v2_fp16": "make model-backbone (deploy/model/export_backbone.py)",
+}
+# Each build's file by its SHA-256: a version runs on the very weights it was trained on, so a file
+# that was rebuilt with other bytes (another quantizer, another export) is refused, not run. A new
+# network or export is a new build, with its own name.
+DIGESTS = {
+    "efficientnet_lite0_int8": "076caea0ee1c6d971f8d4ed7ddfceb1d189c021ba1c0ca69d10a65c2b7753ae3",
+    "mobilenet_v2_int8": "80a1711b547ec88c2b4383780f04d166bf15f928e36e06868b1aa9945b4a1295",
+    "mobilenet_v2_fp16": "c05a6e469990eda46c6cfaf502741ccc5ef8181f44bf6ad721c1c5309a238965",
 }
 DEFAULT_BUILD = "efficientnet_lite0_int8"
 # An artifact that names no build predates the names: it was trained on MobileNetV2's export.
@@ -68,6 +77,13 @@ class Backbone:
             raise ValueError(f"unknown backbone build {build!r}: this code has {', '.join(sorted(BUILDS))}")
         if not path.exists():
             raise FileNotFoundError(f"backbone ONNX file missing: {path} (built by {BUILT_BY[build]})")
+        graph = path.read_bytes()
+        digest = hashlib.sha256(graph).hexdigest()
+        if digest != DIGESTS[build]:
+            raise ValueError(
+                f"backbone file {path} is not build {build!r}: SHA-256 {digest}, expected {DIGESTS[build]}. "
+                "Models trained on this build need its own weights: restore the file from the repository."
+            )
         self.build = build  # the name an artifact trained on these maps records
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -76,7 +92,7 @@ class Backbone:
         # Idle threads sleep instead of spinning: workers share two cores with other processes
         # (measured: ≈ 13 % less CPU per image for ≈ 1 ms more latency).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         # Channels of the pooled embedding (emb, s32, s16), read from the graph's declared outputs.
         declared = {out.name: out.shape[1] for out in self._session.get_outputs()}
         self.embedding_size = sum(int(declared[name]) for name in ("emb", "s32", "s16"))

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from hitl.domain.manifest_validation import DatasetRejected
 from hitl.model.artifact import ArtifactError, ModelArtifact
-from hitl.model.backbone import BUILDS, DEFAULT_BUILD, LEGACY_BUILD, QUANTIZED_FROM, Backbone, shared_backbone
+from hitl.model.backbone import (
+    BUILDS,
+    DEFAULT_BUILD,
+    DIGESTS,
+    LEGACY_BUILD,
+    QUANTIZED_FROM,
+    Backbone,
+    shared_backbone,
+)
 from hitl.model.classification import ClassificationConfig, ClassificationHead
 from hitl.model.detection import DetectionConfig
 from hitl.model.predictor import LocalPredictor
@@ -122,6 +133,19 @@ def test_a_backbone_is_named_by_its_build() -> None:
     with pytest.raises(ValueError, match=", ".join(sorted(BUILDS))):
         Backbone("resnet50")
     assert Backbone(LEGACY_BUILD, threads=1).build == LEGACY_BUILD
+
+
+def test_a_backbone_file_with_other_bytes_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuilt file that differs by one byte is not the build its models were trained on."""
+    for build, path in BUILDS.items():
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == DIGESTS[build], f"{path} is not {build}"
+    graph = bytearray(BUILDS[DEFAULT_BUILD].read_bytes())
+    graph[-1] ^= 1
+    altered = tmp_path / "altered.onnx"
+    altered.write_bytes(bytes(graph))
+    monkeypatch.setitem(BUILDS, DEFAULT_BUILD, altered)
+    with pytest.raises(ValueError, match="restore the file"):
+        Backbone(DEFAULT_BUILD, threads=1)
 
 
 @pytest.mark.parametrize("quantized", sorted(QUANTIZED_FROM))
