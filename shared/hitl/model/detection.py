@@ -478,17 +478,20 @@ class _SecondStage:
 
     def fit(self, shared: np.ndarray) -> tuple[Refiner, Calibration]:
         """The refiner, and a calibration map of its confidences fitted on what it would report for
-        images it has not seen: out-of-fold probabilities of the proposals, moved, suppressed and
-        matched exactly as at inference and evaluation."""
+        images it has not seen: the proposals scored and moved by heads refitted out of fold, then
+        suppressed and matched exactly as at inference and evaluation. (Moved by the final box
+        regression, which has learnt these very proposals' targets, they would match their objects
+        more often than an unseen image's do, and the map would trust its boxes too much.)"""
         x, y = np.concatenate(self.x), np.concatenate(self.y)
-        refiner = fit_refiner(x, y, np.concatenate(self.deltas), np.concatenate(self.regress), self.n_labels, self.cfg)
+        deltas, regress = np.concatenate(self.deltas), np.concatenate(self.regress)
+        refiner = fit_refiner(x, y, deltas, regress, self.n_labels, self.cfg)
         proposed = np.flatnonzero(np.concatenate(self.proposed))
         groups = np.concatenate(self.groups)
-        probs = out_of_fold(x, y, groups, proposed, self.n_labels, self.cfg)
-        if probs is None:
+        unseen = out_of_fold(x, y, deltas, regress, groups, proposed, self.n_labels, self.cfg)
+        if unseen is None:
             return refiner, Calibration()
-        shifts = x[proposed] @ refiner.reg_weights.T + refiner.reg_bias
-        moved = apply_deltas(np.concatenate(self.boxes)[proposed], shifts)
+        probs = unseen.probs
+        moved = apply_deltas(np.concatenate(self.boxes)[proposed], unseen.deltas)
         owner = np.concatenate(self.owner)[proposed]
         names = [str(li) for li in range(self.n_labels)]
         truths: list[Truth] = []

@@ -139,23 +139,35 @@ class Refiner:
                 "r_reg_bias": self.reg_bias}  # fmt: skip
 
 
-def out_of_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray, rows: np.ndarray, n_labels: int,
-                cfg: RefineConfig, folds: int = 3) -> np.ndarray | None:  # fmt: skip
-    """Label probabilities (len(rows)×L) of the crops at ``rows``, each from the classifier refitted
-    without its fold of images, as it would score an unseen image's. Only the linear classifier is
-    refitted, so this costs a few regressions and no backbone pass. None with too few images."""
+@dataclass(frozen=True)
+class OutOfFold:
+    """What the second stage says of crops of images it never saw: label probabilities (N×L) and
+    box moves (N×4 deltas), each from models refitted without the crop's fold of images."""
+
+    probs: np.ndarray
+    deltas: np.ndarray
+
+
+def out_of_fold(x: np.ndarray, y: np.ndarray, deltas: np.ndarray, regress: np.ndarray, groups: np.ndarray,
+                rows: np.ndarray, n_labels: int, cfg: RefineConfig, folds: int = 3) -> OutOfFold | None:  # fmt: skip
+    """The crops at ``rows`` scored and moved as an unseen image's would be: the classifier and the
+    box regression refitted without each fold of images. Only the linear heads are refitted, so this
+    costs a few regressions and no backbone pass. None with too few images."""
     images = np.unique(groups)
     if len(images) < folds + 1:
         return None
     rng = np.random.default_rng(len(images))
     fold_of = dict(zip(rng.permutation(images).tolist(), np.arange(len(images)) % folds, strict=True))
     fold = np.asarray([fold_of[int(g)] for g in groups])
-    out = np.zeros((len(rows), n_labels))
+    probs, moves = np.zeros((len(rows), n_labels)), np.zeros((len(rows), 4))
     for k in range(folds):
         held = fold[rows] == k
         if held.any():
-            out[held] = _classifier(x[fold != k], y[fold != k], n_labels, cfg).probabilities(x[rows[held]])
-    return out
+            fit = fold != k
+            probs[held] = _classifier(x[fit], y[fit], n_labels, cfg).probabilities(x[rows[held]])
+            weights, bias = _box_regression(x[fit], deltas[fit], regress[fit], cfg)
+            moves[held] = x[rows[held]] @ weights.T + bias
+    return OutOfFold(probs, moves)
 
 
 @dataclass
@@ -192,18 +204,25 @@ def _classifier(x: np.ndarray, y: np.ndarray, n_labels: int, cfg: RefineConfig) 
     return _Linear(weights, intercept - weights @ mean)
 
 
+def _box_regression(x: np.ndarray, deltas: np.ndarray, regress: np.ndarray,
+                    cfg: RefineConfig) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Ridge regression of box moves (4×D weights, 4 biases on raw descriptors), fitted on the rows
+    where ``regress`` is set; no move with fewer than 8 of them."""
+    from sklearn.linear_model import Ridge
+
+    weights, bias = np.zeros((4, x.shape[1])), np.zeros(4)
+    if regress.sum() >= 8:
+        mean, std = x.mean(axis=0), x.std(axis=0) + 1e-3
+        ridge = Ridge(alpha=cfg.ridge).fit(((x - mean) / std)[regress], deltas[regress])
+        weights = ridge.coef_ / std
+        bias = ridge.intercept_ - weights @ mean
+    return weights, bias
+
+
 def fit_refiner(x: np.ndarray, y: np.ndarray, deltas: np.ndarray, regress: np.ndarray, n_labels: int,
                 cfg: RefineConfig) -> Refiner:  # fmt: skip
     """Fit on crop descriptors ``x`` (N×D) with classes ``y`` (0 background, 1..L labels), box
     targets ``deltas`` (N×4) used where ``regress`` is set."""
-    from sklearn.linear_model import Ridge
-
     classifier = _classifier(x, y, n_labels, cfg)
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-3
-    z = (x - mean) / std
-    reg_w, reg_b = np.zeros((4, x.shape[1])), np.zeros(4)
-    if regress.sum() >= 8:
-        ridge = Ridge(alpha=cfg.ridge).fit(z[regress], deltas[regress])
-        reg_w = ridge.coef_ / std
-        reg_b = ridge.intercept_ - reg_w @ mean
+    reg_w, reg_b = _box_regression(x, deltas, regress, cfg)
     return Refiner(classifier.weights, classifier.bias, reg_w, reg_b, cfg)

@@ -12,7 +12,16 @@ from hitl.model import grid
 from hitl.model.artifact import ModelArtifact
 from hitl.model.detection import DetectionConfig, DetectionHead, proposals, reported, shared_labels, working_long_side
 from hitl.model.predictor import LocalPredictor
-from hitl.model.refine import RefineConfig, apply_deltas, box_deltas, crops, jittered, out_of_fold, regions
+from hitl.model.refine import (
+    RefineConfig,
+    apply_deltas,
+    box_deltas,
+    crops,
+    fit_refiner,
+    jittered,
+    out_of_fold,
+    regions,
+)
 from hitl.scenes import generate_scene
 
 
@@ -62,23 +71,32 @@ def test_jittered_boxes_stay_near_their_box() -> None:
     assert jittered(truth, 0, np.random.default_rng(0)).shape == (0, 4)
 
 
-def test_out_of_fold_scores_come_from_models_that_never_saw_the_image() -> None:
+def test_out_of_fold_scores_and_moves_come_from_models_that_never_saw_the_image() -> None:
     rng = np.random.default_rng(3)
     groups = np.repeat(np.arange(8), 20)
     y = rng.integers(0, 3, size=groups.size)
     x = rng.normal(size=(groups.size, 6))
+    deltas = rng.normal(scale=0.1, size=(groups.size, 4))
+    regress = np.ones(groups.size, bool)
     # One image's crops are pure noise that a model fitted on it would memorise: give them a feature
-    # that names their class exactly, and only in that image.
+    # that names their class and their move exactly, and only in that image.
     x[groups == 5, 0] = y[groups == 5] * 10.0
+    x[groups == 5, 1] = deltas[groups == 5, 0] * 100.0
     rows = np.flatnonzero(groups == 5)
-    probs = out_of_fold(x, y, groups, rows, 2, RefineConfig(c=10.0))
-    assert probs is not None
-    assert probs.shape == (rows.size, 2)
-    assert np.allclose(probs.sum(axis=1) <= 1.0, True)
-    # A model that had seen image 5 would be nearly certain; out of fold it is not.
+    unseen = out_of_fold(x, y, deltas, regress, groups, rows, 2, RefineConfig(c=10.0, ridge=1e-3))
+    assert unseen is not None
+    assert unseen.probs.shape == (rows.size, 2)
+    assert unseen.deltas.shape == (rows.size, 4)
+    assert np.allclose(unseen.probs.sum(axis=1) <= 1.0, True)
+    # Models that had seen image 5 would be nearly certain of its classes and moves; out of fold not.
+    probs = unseen.probs
     label_prob = np.where(y[rows] > 0, probs[np.arange(rows.size), np.maximum(y[rows] - 1, 0)], 1 - probs.sum(axis=1))
     assert label_prob.mean() < 0.8
-    assert out_of_fold(x[:60], y[:60], groups[:60], rows[:0], 2, RefineConfig()) is None  # three images only
+    seen = fit_refiner(x, y + 0, deltas, regress, 2, RefineConfig(c=10.0, ridge=1e-3))
+    seen_moves = x[rows] @ seen.reg_weights.T + seen.reg_bias
+    error = lambda moves: float(np.abs(moves[:, 0] - deltas[rows, 0]).mean())  # noqa: E731
+    assert error(seen_moves) < 0.5 * error(unseen.deltas)
+    assert out_of_fold(x[:60], y[:60], deltas[:60], regress[:60], groups[:60], rows[:0], 2, RefineConfig()) is None
 
 
 def test_small_objects_raise_the_working_resolution_within_its_bound() -> None:
