@@ -171,5 +171,6 @@ def main(out: Path) -> None:
     fold_batch_norms(model)
     write_features_onnx(model, out)
 
+
 if __name__ == "__main__":
     main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("shared/hitl/model/assets/mobilenet_v2_features.onnx"))
